@@ -1,0 +1,35 @@
+# eqlv2: the Equalization Loss family and its long-tail baselines, from data to the paper table.
+#
+# Paths:
+#   resources/<dataset>/                           the dataset (generated, downloaded or linked)
+#   results/<dataset>/<method>/train/              mmengine work dir: logs, iteration checkpoints
+#   results/<dataset>/<method>/model_final.pth     the trained model
+#   results/<dataset>/<method>/predictions.{bbox,segm}.json
+#   results/<dataset>/<method>/metrics_{bbox,segm}.json, metrics.json
+#   results/<dataset>/paper_table.{md,csv}
+#   logs/<dataset>/...                             one log per job, mirroring results/
+
+
+from snakemake.utils import min_version
+
+min_version("9.27.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/test.smk"
+include: "rules/evaluate.smk"
+include: "rules/table.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

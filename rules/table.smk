@@ -1,0 +1,19 @@
+rule paper_table:
+    input:
+        metrics=expand("results/{{dataset}}/{method}/metrics.json", method=METHODS),
+    output:
+        md=report(
+            "results/{dataset}/paper_table.md",
+            caption="../workflow/report/paper_table.rst",
+            category="Paper table",
+        ),
+        csv="results/{dataset}/paper_table.csv",
+    log:
+        "logs/{dataset}/paper_table.log",
+    params:
+        metrics=get_metrics_args,
+    conda:
+        "../envs/eqlv2.yaml"
+    shell:
+        "eqlv2 table --dataset {wildcards.dataset} --metrics {params.metrics}"
+        " --md {output.md} --csv {output.csv} > {log} 2>&1"

@@ -1,0 +1,39 @@
+"""The ``eqlv2`` command: one verb per pipeline stage, each a thin wrapper over a library function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from eqlv2.tools import collect_metrics, evaluate_lvis, make_toy, table, test, train
+
+VERBS = (make_toy, train, test, evaluate_lvis, collect_metrics, table)
+
+
+class UserError(Exception):
+    """An input problem the user can fix; printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eqlv2",
+        description="Equalization losses for long-tailed detection: the stages of the pipeline.",
+    )
+    subparsers = parser.add_subparsers(title="verbs", metavar="VERB")
+    for verb in VERBS:
+        verb.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        args.func(args)
+    except (UserError, FileNotFoundError, ValueError) as err:
+        print(f"eqlv2 {args.verb}: error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,108 @@
+"""Building an mmengine config for one run: the package's config files, the data root, the classes.
+
+The workflow passes the dataset location on the command line (``--data-root``) instead of editing config
+files, and the class names come from the annotation file, so the same config trains on any dataset in
+the LVIS v1 schema.  A class count in the model that disagrees with the data is an error here rather than
+a shape mismatch deep inside training.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from mmengine.config import Config
+
+DATALOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
+
+
+def resolve_config(name: str | Path) -> Path:
+    """A config path as given, or else a name under the package's ``configs/`` folder."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = Path(str(resources.files("eqlv2") / "configs" / str(name)))
+    if packaged.is_file():
+        return packaged
+    raise FileNotFoundError(f"config {name} is neither a file nor a config of the eqlv2 package")
+
+
+def _innermost_datasets(dataset_cfg):
+    """The datasets inside wrappers (ClassBalancedDataset, ...): the ones that read annotation files."""
+    if dataset_cfg is None:
+        return
+    if "dataset" in dataset_cfg:
+        yield from _innermost_datasets(dataset_cfg["dataset"])
+    elif "datasets" in dataset_cfg:
+        for inner in dataset_cfg["datasets"]:
+            yield from _innermost_datasets(inner)
+    else:
+        yield dataset_cfg
+
+
+def read_category_names(ann_file: str | Path) -> tuple[str, ...]:
+    """Category names of an LVIS/COCO-style annotation file, in category id order."""
+    ann_file = Path(ann_file)
+    try:
+        doc = json.loads(ann_file.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"annotation file {ann_file} does not exist") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{ann_file}: not valid JSON ({err})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("categories"), list):
+        raise ValueError(f"{ann_file}: field 'categories' is missing or not a list")
+    try:
+        categories = sorted(doc["categories"], key=lambda c: c["id"])
+        return tuple(c["name"] for c in categories)
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{ann_file}: a category lacks the field {err}") from None
+
+
+def _ann_path(dataset_cfg) -> Path:
+    return Path(dataset_cfg.get("data_root") or "") / dataset_cfg["ann_file"]
+
+
+def _model_num_classes(cfg: Config) -> list[tuple[str, int]]:
+    found = []
+    roi_head = cfg.model.get("roi_head", {})
+    for head in ("bbox_head", "mask_head"):
+        if head in roi_head and "num_classes" in roi_head[head]:
+            found.append((f"model.roi_head.{head}.num_classes", roi_head[head]["num_classes"]))
+    return found
+
+
+def load_run_config(
+    config: str | Path,
+    data_root: str | Path | None = None,
+    cfg_options: dict | None = None,
+    split: str = "train",
+) -> Config:
+    """Load ``config``, point every dataset at ``data_root`` and name the classes from the data."""
+    cfg = Config.fromfile(str(resolve_config(config)))
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    for key in DATALOADERS:
+        loader = cfg.get(key)
+        if not loader:
+            continue
+        datasets = list(_innermost_datasets(loader["dataset"]))
+        if data_root is not None:
+            for dataset in datasets:
+                dataset["data_root"] = str(data_root)
+        evaluator = cfg.get(key.replace("dataloader", "evaluator"))
+        if evaluator and "ann_file" in evaluator:
+            evaluator["ann_file"] = str(_ann_path(datasets[0]))
+    loader = cfg.get(f"{split}_dataloader")
+    if loader:
+        datasets = list(_innermost_datasets(loader["dataset"]))
+        ann_file = _ann_path(datasets[0])
+        classes = read_category_names(ann_file)
+        for name, value in _model_num_classes(cfg):
+            if value != len(classes):
+                raise ValueError(
+                    f"{ann_file} has {len(classes)} categories but the config sets {name}={value}"
+                )
+        for dataset in datasets:
+            dataset["metainfo"] = dict(classes=classes)
+    return cfg

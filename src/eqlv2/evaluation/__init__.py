@@ -1,0 +1,1 @@
+"""Evaluation protocols: LVIS v1 (through the published ``lvis`` package)."""

@@ -1,0 +1,37 @@
+"""``eqlv2 evaluate-lvis``: LVIS v1 metrics of a result file, as a flat JSON object."""
+
+from __future__ import annotations
+
+import argparse
+
+from eqlv2.evaluation.lvis import IOU_TYPES, evaluate_lvis, format_metrics
+from eqlv2.io import atomic_write_json
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate-lvis",
+        help="evaluate a COCO-style result file with the LVIS v1 protocol",
+        description=(
+            "Evaluate detections against an LVIS-format annotation file with the lvis package's LVISEval "
+            "(300 detections per image) and write AP, AP50, AP75, APs/m/l, APr/c/f, AR@300, ARs/m/l@300 "
+            "and ARr/c/f@300.\n\nExample:\n  eqlv2 evaluate-lvis --ann resources/toy/annotations/"
+            "lvis_v1_val.json --results predictions.segm.json --iou-type segm --out metrics_segm.json"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--ann", required=True, metavar="GT_JSON", help="LVIS-format annotation file")
+    p.add_argument("--results", required=True, metavar="DT_JSON", help="COCO-style result file")
+    p.add_argument("--iou-type", required=True, choices=IOU_TYPES)
+    p.add_argument("--out", required=True, metavar="METRICS_JSON")
+    p.add_argument(
+        "--max-dets", type=int, default=300, help="detections kept per image (LVIS: 300)"
+    )
+    p.set_defaults(func=command, verb="evaluate-lvis")
+
+
+def command(args: argparse.Namespace) -> None:
+    metrics = evaluate_lvis(args.ann, args.results, args.iou_type, args.max_dets)
+    print(f"{args.iou_type} AP")
+    print(format_metrics(metrics, args.max_dets))
+    atomic_write_json(args.out, metrics)

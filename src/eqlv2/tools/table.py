@@ -1,0 +1,74 @@
+"""``eqlv2 table``: the paper table (Markdown and CSV) from each method's ``metrics.json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from eqlv2.io import atomic_write_text
+from eqlv2.methods import PUBLISHED_LVIS_V1_BBOX_AP, PUBLISHED_LVIS_V1_SEGM, get_method
+
+SEGM_COLUMNS = ("AP", "APr", "APc", "APf")
+
+
+def build_table(metrics_files: dict[str, str | Path], dataset: str) -> pd.DataFrame:
+    """One row per method, in the order given; numbers in percent with one decimal.
+
+    For LVIS v1 the original's published mask numbers stand beside ours, with the difference.
+    """
+    rows = []
+    for key, path in metrics_files.items():
+        method = get_method(key)
+        metrics = json.loads(Path(path).read_text())
+        for iou_type in ("bbox", "segm"):
+            if iou_type not in metrics:
+                raise ValueError(f"{path}: no '{iou_type}' metrics")
+        row = {"method": method.name, "end2end": "√" if method.end2end else "×"}
+        for column in SEGM_COLUMNS:
+            row[column] = 100 * metrics["segm"][column]
+        row["AP (box)"] = 100 * metrics["bbox"]["AP"]
+        if dataset == "lvis_v1":
+            published = PUBLISHED_LVIS_V1_SEGM.get(key)
+            for column, value in zip(SEGM_COLUMNS, published or (None,) * 4, strict=True):
+                row[f"{column} (paper)"] = value
+                row[f"{column} Δ"] = None if value is None else row[column] - value
+            row["AP (box, paper)"] = PUBLISHED_LVIS_V1_BBOX_AP.get(key)
+        rows.append(row)
+    return pd.DataFrame(rows).round(1)
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "table",
+        help="build the paper table from metrics.json files",
+        description=(
+            "Rows are methods, columns mask AP, APr, APc, APf and box AP (percent).\n\n"
+            "Example:\n  eqlv2 table --dataset toy --metrics baseline=results/toy/baseline/metrics.json "
+            "--md results/toy/paper_table.md --csv results/toy/paper_table.csv"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--dataset", required=True, help="dataset name; lvis_v1 adds the paper's numbers")
+    p.add_argument(
+        "--metrics", required=True, nargs="+", metavar="METHOD=METRICS_JSON", help="one per row"
+    )
+    p.add_argument("--md", required=True, metavar="PATH", help="Markdown output")
+    p.add_argument("--csv", required=True, metavar="PATH", help="CSV output")
+    p.set_defaults(func=command, verb="table")
+
+
+def command(args: argparse.Namespace) -> None:
+    files = {}
+    for item in args.metrics:
+        key, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"--metrics expects METHOD=PATH, got '{item}'")
+        files[key] = path
+    frame = build_table(files, args.dataset)
+    markdown = frame.to_markdown(index=False, floatfmt=".1f", missingval="–")
+    atomic_write_text(args.csv, frame.to_csv(index=False))
+    atomic_write_text(args.md, markdown + "\n")
+    print(markdown)

@@ -1,0 +1,90 @@
+"""``eqlv2 test``: run a trained detector on the test split and write COCO-style result files.
+
+Scoring is a separate stage (``eqlv2 evaluate-lvis``), so that changing how results are evaluated never
+reruns inference.  Result files are written to a temporary folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from mmengine.config import DictAction
+from mmengine.runner import Runner
+
+from eqlv2.checkpoint import allow_mmengine_checkpoints
+from eqlv2.compat import import_lvis
+from eqlv2.config import load_run_config
+
+RESULT_TYPES = ("bbox", "segm")
+
+
+def test(
+    config: str | Path,
+    checkpoint: str | Path,
+    out_prefix: str | Path,
+    data_root: str | Path | None = None,
+    cfg_options: dict | None = None,
+    launcher: str = "none",
+) -> dict[str, Path]:
+    """Write ``{out_prefix}.bbox.json`` and ``{out_prefix}.segm.json``; return their paths."""
+    allow_mmengine_checkpoints()
+    import_lvis()
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    cfg = load_run_config(config, data_root, cfg_options, split="test")
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_prefix.parent, prefix=".test-") as tmp:
+        cfg.test_evaluator = dict(
+            type="LVISMetric",
+            ann_file=cfg.test_evaluator.ann_file,
+            metric=list(RESULT_TYPES),
+            format_only=True,
+            outfile_prefix=os.path.join(tmp, "predictions"),
+        )
+        cfg.load_from = str(checkpoint)
+        cfg.resume = False
+        cfg.work_dir = tmp
+        cfg.launcher = launcher
+        runner = Runner.from_cfg(cfg)
+        runner.test()
+        written = {}
+        if runner.rank == 0:
+            for kind in RESULT_TYPES:
+                target = Path(f"{out_prefix}.{kind}.json")
+                os.replace(os.path.join(tmp, f"predictions.{kind}.json"), target)
+                written[kind] = target
+    return written
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "test",
+        help="run inference and write COCO-style result files",
+        description=(
+            "Run a checkpoint on the config's test split and write PREFIX.bbox.json and "
+            "PREFIX.segm.json.\n\nExample:\n  eqlv2 test toy/mask-rcnn_r18_fpn_ce_toy.py --checkpoint "
+            "results/toy/baseline/model_final.pth --data-root resources/toy "
+            "--out-prefix results/toy/baseline/predictions"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("config", help="config file, or a name under the package's configs/")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out-prefix", required=True, help="result files are PREFIX.{bbox,segm}.json")
+    p.add_argument("--data-root", help="dataset folder (annotations/, val2017/)")
+    p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE")
+    p.set_defaults(func=command, verb="test")
+
+
+def command(args: argparse.Namespace) -> None:
+    written = test(
+        args.config, args.checkpoint, args.out_prefix, args.data_root, args.cfg_options,
+        args.launcher,
+    )  # fmt: skip
+    for kind, path in written.items():
+        print(f"wrote {path} ({kind})")
