@@ -30,6 +30,6 @@ include: "rules/table.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_output(),
-    default_target: True

@@ -1,9 +1,12 @@
 from pathlib import Path
 
-from snakemake.utils import validate
+from eqlv2.schema import check_config
 
-
-validate(config, schema="../workflow/schemas/config.schema.yaml")
+check_config(
+    config,
+    Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
+    workflow.configfiles,
+)
 
 DATASET = config["dataset"]
 DATA_ROOT = f"resources/{DATASET}"
@@ -22,13 +25,28 @@ def get_annotation(split):
     return f"{DATA_ROOT}/annotations/lvis_v1_{split}.json"
 
 
+def get_data_root(wildcards, input):
+    """The dataset folder: two levels above an annotation file (<root>/annotations/<file>)."""
+    return str(Path(input.ann).parents[1])
+
+
+def get_toy_dir(wildcards, output):
+    """Where `eqlv2 make-toy` writes: the dataset folder of its annotation outputs."""
+    return str(Path(output.train).parents[1])
+
+
 def get_model_config(wildcards):
     return config["methods"][wildcards.method]["config"]
 
 
-def get_cfg_options(wildcards):
-    options = config["train"]["cfg_options"]
-    return "--cfg-options " + " ".join(options) if options else ""
+def get_train_args(wildcards):
+    """Optional `eqlv2 train` arguments from the config's train section."""
+    args = []
+    if config["train"]["max_iters"] is not None:
+        args.append(f"--max-iters {config['train']['max_iters']}")
+    if config["train"]["cfg_options"]:
+        args.append("--cfg-options " + " ".join(config["train"]["cfg_options"]))
+    return " ".join(args)
 
 
 def get_toy_args(wildcards):

@@ -4,10 +4,10 @@ rule make_toy:
         val=f"{DATA_ROOT}/annotations/lvis_v1_val.json",
     log:
         f"logs/{DATASET}/make_toy.log",
-    params:
-        out_dir=DATA_ROOT,
-        toy=get_toy_args,
     conda:
         "../envs/eqlv2.yaml"
+    params:
+        out_dir=get_toy_dir,
+        toy=get_toy_args,
     shell:
         "eqlv2 make-toy {params.out_dir} {params.toy} > {log} 2>&1"

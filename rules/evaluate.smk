@@ -6,10 +6,10 @@ rule evaluate_lvis:
         metrics="results/{dataset}/{method}/metrics_{iou_type}.json",
     log:
         "logs/{dataset}/{method}/evaluate_{iou_type}.log",
-    params:
-        max_dets=config["evaluation"]["max_dets"],
     conda:
         "../envs/eqlv2.yaml"
+    params:
+        max_dets=config["evaluation"]["max_dets"],
     shell:
         "eqlv2 evaluate-lvis --ann {input.ann} --results {input.results}"
         " --iou-type {wildcards.iou_type} --max-dets {params.max_dets}"

@@ -10,10 +10,10 @@ rule paper_table:
         csv="results/{dataset}/paper_table.csv",
     log:
         "logs/{dataset}/paper_table.log",
-    params:
-        metrics=get_metrics_args,
     conda:
         "../envs/eqlv2.yaml"
+    params:
+        metrics=get_metrics_args,
     shell:
         "eqlv2 table --dataset {wildcards.dataset} --metrics {params.metrics}"
         " --md {output.md} --csv {output.csv} > {log} 2>&1"

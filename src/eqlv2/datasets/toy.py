@@ -251,7 +251,6 @@ def _iter_split(split: str, spec: ToySpec, contents: list[list[int]]) -> Iterato
         yield image_id, image, instances
 
 
-
 def make_toy(out_dir: str | Path, spec: ToySpec = ToySpec()) -> dict[str, Path]:
     """Write images and ``annotations/lvis_v1_{train,val}.json`` under ``out_dir``.
 

@@ -65,7 +65,7 @@ def load_results(path: str | Path) -> list[dict]:
         raise ValueError(f"{path}: holds no detections; LVIS evaluation needs at least one")
     for field in ("image_id", "category_id", "score"):
         if field not in results[0]:
-            raise ValueError(f"{path}: detections lack the field '{field}'")
+            raise ValueError(f"{path}: a detection lacks the field '{field}'")
     return results
 
 

@@ -24,9 +24,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--results", required=True, metavar="DT_JSON", help="COCO-style result file")
     p.add_argument("--iou-type", required=True, choices=IOU_TYPES)
     p.add_argument("--out", required=True, metavar="METRICS_JSON")
-    p.add_argument(
-        "--max-dets", type=int, default=300, help="detections kept per image (LVIS: 300)"
-    )
+    p.add_argument("--max-dets", type=int, default=300, help="detections kept per image (LVIS: 300)")
     p.set_defaults(func=command, verb="evaluate-lvis")
 
 

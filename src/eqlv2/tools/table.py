@@ -52,9 +52,7 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--dataset", required=True, help="dataset name; lvis_v1 adds the paper's numbers")
-    p.add_argument(
-        "--metrics", required=True, nargs="+", metavar="METHOD=METRICS_JSON", help="one per row"
-    )
+    p.add_argument("--metrics", required=True, nargs="+", metavar="METHOD=METRICS_JSON", help="one per row")
     p.add_argument("--md", required=True, metavar="PATH", help="Markdown output")
     p.add_argument("--csv", required=True, metavar="PATH", help="CSV output")
     p.set_defaults(func=command, verb="table")

@@ -1,0 +1,45 @@
+# The two commands of the README:
+#   make demo   run the workflow on the embedded default and print the paper table
+#   make test   run the test suite (what CI runs, through .ci/run)
+# Both set up .venv on first use; the set-up reruns only when pyproject.toml changes.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.eqlv2-installed
+CORES ?= 2
+
+.PHONY: setup demo test lint clean-results
+
+setup: $(STAMP)
+
+# mmcv 2.1.0 ships no wheel for torch 2.13, so its ops are compiled here (about 10 minutes on 2 cores,
+# once: pip caches the wheel).  Its build imports torch (hence --no-build-isolation and torch first)
+# and setuptools' old pkg_resources (hence setuptools<70 while it builds); `pip install -e .` then
+# moves setuptools back into the range torch and mmengine need.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "eqlv2 needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0 numpy wheel ninja psutil
+	$(BIN)/pip install --quiet "setuptools<70"
+	MMCV_WITH_OPS=1 MAX_JOBS=$(CORES) $(BIN)/pip install --quiet --no-build-isolation mmcv==2.1.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/python -c "from mmcv.ops import RoIAlign, nms; import mmdet, eqlv2"
+	touch $@
+
+demo: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" snakemake --cores $(CORES) all
+	@echo
+	@cat results/toy/paper_table.md
+
+test: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/snakefmt --check .
+	PATH="$(CURDIR)/$(BIN):$$PATH" snakemake --lint
+
+clean-results:
+	rm -rf results logs .snakemake

@@ -1,0 +1,84 @@
+"""The workflow: config checked at start-up, the DAG's chain, code quality gates, and a full small run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+from .workflow_helpers import env, run_snakemake, write_config
+
+CHAIN = ["make_toy", "train", "predict", "evaluate_lvis", "collect_metrics", "paper_table", "all"]
+
+
+def _job_counts(stdout: str) -> dict[str, int]:
+    counts, inside = {}, False
+    for line in stdout.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            inside = True
+        elif inside and parts and parts[0] == "total":
+            break
+        elif inside and len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_dry_run_lists_the_whole_chain(tmp_path):
+    result = run_snakemake(tmp_path, write_config(tmp_path), "-n", "all")
+    counts = _job_counts(result.stdout)
+    assert set(counts) == set(CHAIN), result.stdout
+    assert counts["evaluate_lvis"] == 2  # bbox and segm
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [({"bogus": 1}, "'bogus' was unexpected"),
+     ({"train": {"max_iters": "many", "cfg_options": []}}, "train.max_iters: 'many' is not of type"),
+     ({"methods": {"softmax": {"config": "x.py"}}}, "methods: 'softmax' is not one of")],
+)  # fmt: skip
+def test_a_wrong_key_or_type_stops_the_run_naming_it(tmp_path, overrides, named):
+    configfile = write_config(tmp_path, **overrides)
+    result = run_snakemake(tmp_path, configfile, "-n", "all", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "ConfigError" in output and str(configfile) in output and named in output
+
+
+def test_code_quality_gates():
+    bindir = Path(sys.executable).parent
+    for command in (["ruff", "check", "."], ["snakefmt", "--check", "."], ["snakemake", "--lint"]):
+        result = subprocess.run([str(bindir / command[0]), *command[1:]], cwd=REPO, env=env(),
+                                capture_output=True, text=True)  # fmt: skip
+        assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.mark.slow
+def test_small_setting_runs_end_to_end(tmp_path):
+    """make-toy -> train -> predict -> evaluate (bbox, segm) -> metrics.json -> paper table."""
+    configfile = write_config(tmp_path)
+    run_snakemake(tmp_path, configfile, "--cores", "2", "all")
+
+    metrics = json.loads((tmp_path / "results/toy/baseline/metrics.json").read_text())
+    assert set(metrics) == {"bbox", "segm"}
+    assert all(0 <= metrics[t]["AP"] <= 1 for t in metrics)
+    table = (tmp_path / "results/toy/paper_table.md").read_text()
+    assert "Baseline" in table and "APr" in table
+    csv = (tmp_path / "results/toy/paper_table.csv").read_text().splitlines()
+    assert csv[0] == "method,end2end,AP,APr,APc,APf,AP (box)"
+    assert csv[1].startswith("Baseline,√,")
+    ap_segm = float(csv[1].split(",")[2])
+    assert ap_segm == pytest.approx(round(100 * metrics["segm"]["AP"], 1))
+
+    # Everything is up to date: a second run does nothing.
+    again = run_snakemake(tmp_path, configfile, "--cores", "2", "all")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    # Changing an evaluation setting reruns evaluation and the table, never training or inference.
+    configfile = write_config(tmp_path, evaluation={"max_dets": 100})
+    plan = run_snakemake(tmp_path, configfile, "-n", "all")
+    assert set(_job_counts(plan.stdout)) == {"evaluate_lvis", "collect_metrics", "paper_table", "all"}
