@@ -1,0 +1,7 @@
+"""Classification losses of the Equalization Loss papers, registered in mmdet's ``MODELS``."""
+
+from .eql import EQL
+from .eqlv2 import EQLv2
+from .group_softmax import GroupSoftmax
+
+__all__ = ["EQL", "EQLv2", "GroupSoftmax"]

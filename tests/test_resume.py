@@ -1,0 +1,67 @@
+"""A training job killed after its first checkpoint resumes from it when the rule reruns."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from eqlv2.checkpoint import load_checkpoint
+
+from .workflow_helpers import env, run_snakemake, snakemake_command, write_config
+
+MAX_ITERS = 40
+
+
+def _training_process(root: psutil.Process) -> psutil.Process | None:
+    for child in root.children(recursive=True):
+        try:
+            cmdline = child.cmdline()
+        except psutil.Error:
+            continue
+        if any(part.endswith("eqlv2") for part in cmdline[:2]) and "train" in cmdline:
+            return child
+    return None
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
+    options = ["default_hooks.checkpoint.interval=10", "default_hooks.logger.interval=5"]
+    train = {"max_iters": MAX_ITERS, "cfg_options": options}
+    configfile = write_config(tmp_path, train=train)
+    target = "results/toy/baseline/model_final.pth"
+    work_dir = tmp_path / "results/toy/baseline/train"
+
+    snakemake = subprocess.Popen(
+        snakemake_command(tmp_path, configfile, "--cores", "2", target), env=env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 600
+        while not (work_dir / "last_checkpoint").exists():  # written once iter_10.pth is complete
+            assert snakemake.poll() is None, "the workflow ended before the first checkpoint"
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        trainer = _training_process(psutil.Process(snakemake.pid))
+        assert trainer is not None
+        trainer.send_signal(signal.SIGKILL)  # as abrupt as it gets: no clean-up of any kind
+        assert snakemake.wait(timeout=120) != 0
+    finally:
+        if snakemake.poll() is None:
+            snakemake.kill()
+    checkpoint = (work_dir / "last_checkpoint").read_text().strip()
+    killed_at = int(re.search(r"iter_(\d+)\.pth$", checkpoint).group(1))
+    assert killed_at < MAX_ITERS
+    assert not (tmp_path / target).exists()  # no output that a rerun could take as finished
+
+    run_snakemake(tmp_path, configfile, "--cores", "2", target)
+    log = (tmp_path / "logs/toy/baseline/train.log").read_text()
+    assert f"eqlv2: resuming from {checkpoint}" in log
+    logged = [int(i) for i in re.findall(rf"Iter\(train\) \[\s*(\d+)/{MAX_ITERS}\]", log)]
+    assert logged[0] > killed_at and logged[-1] == MAX_ITERS
+    final = load_checkpoint(tmp_path / target)
+    assert final["meta"]["iter"] == MAX_ITERS
