@@ -17,6 +17,7 @@ wildcard_constraints:
     dataset=DATASET,
     method="|".join(METHODS),
     iou_type="bbox|segm",
+    surgery="remove|reset",
     split="train|val",
 
 
@@ -35,13 +36,30 @@ def get_toy_dir(wildcards, output):
     return str(Path(output.train).parents[1])
 
 
+def get_train_input(wildcards):
+    """The training annotations, and for a decoupled method the surgery checkpoint it starts from."""
+    inputs = {"ann": get_annotation("train")}
+    init = config["methods"][wildcards.method].get("init")
+    if init:
+        inputs["init"] = (
+            f"results/{wildcards.dataset}/{init['from']}/surgery/"
+            f"model_reset_{init['surgery']}.pth"
+        )
+    return inputs
+
+
+def get_output_dir(wildcards, output):
+    """The folder of a rule's (single) output file."""
+    return str(Path(output[0]).parent)
+
+
 def get_model_config(wildcards):
     return config["methods"][wildcards.method]["config"]
 
 
-def get_train_args(wildcards):
-    """Optional `eqlv2 train` arguments from the config's train section."""
-    args = []
+def get_train_args(wildcards, input):
+    """Optional `eqlv2 train` arguments: initial weights and the config's train section."""
+    args = [f"--load-from {input.init}"] if "init" in input.keys() else []
     if config["train"]["max_iters"] is not None:
         args.append(f"--max-iters {config['train']['max_iters']}")
     if config["train"]["cfg_options"]:

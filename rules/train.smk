@@ -1,6 +1,6 @@
 rule train:
     input:
-        ann=get_annotation("train"),
+        unpack(get_train_input),
     output:
         ckpt="results/{dataset}/{method}/model_final.pth",
     log:
@@ -16,3 +16,19 @@ rule train:
     shell:
         "eqlv2 train {params.config} --work-dir {params.work_dir} --data-root {params.data_root}"
         " --out {output.ckpt} {params.extra} > {log} 2>&1"
+
+
+rule surgery:
+    input:
+        ckpt="results/{dataset}/{method}/model_final.pth",
+    output:
+        ckpt="results/{dataset}/{method}/surgery/model_reset_{surgery}.pth",
+    log:
+        "logs/{dataset}/{method}/surgery_{surgery}.log",
+    conda:
+        "../envs/eqlv2.yaml"
+    params:
+        out_dir=get_output_dir,
+    shell:
+        "eqlv2 surgery --ckpt-path {input.ckpt} --method {wildcards.surgery}"
+        " --output-dir {params.out_dir} > {log} 2>&1"

@@ -12,7 +12,8 @@ import pytest
 from .conftest import REPO
 from .workflow_helpers import env, run_snakemake, write_config
 
-CHAIN = ["make_toy", "train", "predict", "evaluate_lvis", "collect_metrics", "paper_table", "all"]
+CHAIN = ["make_toy", "train", "surgery", "predict", "evaluate_lvis", "collect_metrics", "paper_table", "all"]
+ROWS = ["Baseline", "EQL", "RFS", "LWS", "cRT", "BAGS", "EQLv2", "EQLv2 + RFS"]
 
 
 def _job_counts(stdout: str) -> dict[str, int]:
@@ -32,7 +33,9 @@ def test_dry_run_lists_the_whole_chain(tmp_path):
     result = run_snakemake(tmp_path, write_config(tmp_path), "-n", "all")
     counts = _job_counts(result.stdout)
     assert set(counts) == set(CHAIN), result.stdout
-    assert counts["evaluate_lvis"] == 2  # bbox and segm
+    assert counts["train"] == counts["predict"] == len(ROWS)
+    assert counts["surgery"] == 2  # "remove" for cRT and BAGS, "reset" for LWS
+    assert counts["evaluate_lvis"] == 2 * len(ROWS)  # bbox and segm
 
 
 @pytest.mark.parametrize(
@@ -59,20 +62,23 @@ def test_code_quality_gates():
 
 @pytest.mark.slow
 def test_small_setting_runs_end_to_end(tmp_path):
-    """make-toy -> train -> predict -> evaluate (bbox, segm) -> metrics.json -> paper table."""
+    """make-toy -> train -> surgery -> decoupled training -> predict -> evaluate -> paper table."""
     configfile = write_config(tmp_path)
     run_snakemake(tmp_path, configfile, "--cores", "2", "all")
 
     metrics = json.loads((tmp_path / "results/toy/baseline/metrics.json").read_text())
     assert set(metrics) == {"bbox", "segm"}
     assert all(0 <= metrics[t]["AP"] <= 1 for t in metrics)
-    table = (tmp_path / "results/toy/paper_table.md").read_text()
-    assert "Baseline" in table and "APr" in table
     csv = (tmp_path / "results/toy/paper_table.csv").read_text().splitlines()
     assert csv[0] == "method,end2end,AP,APr,APc,APf,AP (box)"
+    assert [line.split(",")[0] for line in csv[1:]] == ROWS
     assert csv[1].startswith("Baseline,√,")
     ap_segm = float(csv[1].split(",")[2])
     assert ap_segm == pytest.approx(round(100 * metrics["segm"]["AP"], 1))
+    assert "| EQLv2 + RFS |" in (tmp_path / "results/toy/paper_table.md").read_text()
+    # The decoupled methods started from the baseline's checkpoint after surgery.
+    for surgery in ("remove", "reset"):
+        assert (tmp_path / f"results/toy/baseline/surgery/model_reset_{surgery}.pth").is_file()
 
     # Everything is up to date: a second run does nothing.
     again = run_snakemake(tmp_path, configfile, "--cores", "2", "all")

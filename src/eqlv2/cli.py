@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from eqlv2.tools import collect_metrics, evaluate_lvis, make_toy, table, test, train
+from eqlv2.tools import collect_metrics, evaluate_lvis, make_toy, surgery, table, test, train
 
-VERBS = (make_toy, train, test, evaluate_lvis, collect_metrics, table)
+VERBS = (make_toy, train, surgery, test, evaluate_lvis, collect_metrics, table)
 
 
 class UserError(Exception):

@@ -72,6 +72,14 @@ def _model_num_classes(cfg: Config) -> list[tuple[str, int]]:
     return found
 
 
+def _point_losses_at_training_annotations(cfg: Config) -> None:
+    """Losses that read class statistics (EQL, GroupSoftmax) read them from the training annotations."""
+    loss_cls = cfg.model.get("roi_head", {}).get("bbox_head", {}).get("loss_cls", {})
+    loader = cfg.get("train_dataloader")
+    if "ann_file" in loss_cls and loader:
+        loss_cls["ann_file"] = str(_ann_path(next(_innermost_datasets(loader["dataset"]))))
+
+
 def load_run_config(
     config: str | Path,
     data_root: str | Path | None = None,
@@ -93,6 +101,7 @@ def load_run_config(
         evaluator = cfg.get(key.replace("dataloader", "evaluator"))
         if evaluator and "ann_file" in evaluator:
             evaluator["ann_file"] = str(_ann_path(datasets[0]))
+    _point_losses_at_training_annotations(cfg)
     loader = cfg.get(f"{split}_dataloader")
     if loader:
         datasets = list(_innermost_datasets(loader["dataset"]))

@@ -57,3 +57,23 @@ def atomic_copy(src: str | Path, dst: str | Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return dst
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` into a temporary file beside ``path`` and rename it into place."""
+    import torch  # only the checkpoint tools need it; keep ``eqlv2.io`` light
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

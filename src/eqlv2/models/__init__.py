@@ -1,6 +1,17 @@
 """Model components.  Importing this package registers them in mmdet's ``MODELS`` registry."""
 
+from .decoupled import DecoupledMaskRCNN
 from .init import SIGMOID_PRIOR_INIT_CFG, sigmoid_prior_init_cfg
 from .losses import EQL, EQLv2, GroupSoftmax
+from .lws import LWSBBoxHead, LWSLinear
 
-__all__ = ["EQL", "EQLv2", "GroupSoftmax", "SIGMOID_PRIOR_INIT_CFG", "sigmoid_prior_init_cfg"]
+__all__ = [
+    "EQL",
+    "EQLv2",
+    "GroupSoftmax",
+    "DecoupledMaskRCNN",
+    "LWSBBoxHead",
+    "LWSLinear",
+    "SIGMOID_PRIOR_INIT_CFG",
+    "sigmoid_prior_init_cfg",
+]

@@ -9,18 +9,19 @@ from pathlib import Path
 import pandas as pd
 
 from eqlv2.io import atomic_write_text
-from eqlv2.methods import PUBLISHED_LVIS_V1_BBOX_AP, PUBLISHED_LVIS_V1_SEGM, get_method
+from eqlv2.methods import METHODS, PUBLISHED_LVIS_V1_BBOX_AP, PUBLISHED_LVIS_V1_SEGM, get_method
 
 SEGM_COLUMNS = ("AP", "APr", "APc", "APf")
 
 
 def build_table(metrics_files: dict[str, str | Path], dataset: str) -> pd.DataFrame:
-    """One row per method, in the order given; numbers in percent with one decimal.
+    """One row per method, in the paper's row order; numbers in percent with one decimal.
 
     For LVIS v1 the original's published mask numbers stand beside ours, with the difference.
     """
     rows = []
-    for key, path in metrics_files.items():
+    order = list(METHODS)
+    for key, path in sorted(metrics_files.items(), key=lambda item: order.index(get_method(item[0]).key)):
         method = get_method(key)
         metrics = json.loads(Path(path).read_text())
         for iou_type in ("bbox", "segm"):

@@ -47,8 +47,12 @@ def train(
     cfg_options: dict | None = None,
     max_iters: int | None = None,
     launcher: str = "none",
+    load_from: str | Path | None = None,
 ) -> Path:
-    """Train ``config``, resuming from ``work_dir`` if it holds a checkpoint; return ``out``."""
+    """Train ``config``, resuming from ``work_dir`` if it holds a checkpoint; return ``out``.
+
+    ``load_from`` (a surgery checkpoint, for decoupled training) initialises a fresh run only.
+    """
     allow_mmengine_checkpoints()
     import_lvis()
     cfg = load_run_config(config, data_root, cfg_options, split="train")
@@ -63,6 +67,10 @@ def train(
         cfg.load_from = latest
     else:
         cfg.resume = False
+        if load_from is not None:
+            if not Path(load_from).is_file():
+                raise FileNotFoundError(f"checkpoint {load_from} does not exist")
+            cfg.load_from = str(load_from)
     runner = Runner.from_cfg(cfg)
     if latest:
         runner.logger.info(f"eqlv2: resuming from {latest}")
@@ -92,6 +100,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, help="where to put the final checkpoint")
     p.add_argument("--data-root", help="dataset folder (annotations/, train2017/, val2017/)")
     p.add_argument("--max-iters", type=int, help="train this many iterations, schedule rescaled")
+    p.add_argument("--load-from", help="initial weights of a fresh run (e.g. a surgery checkpoint)")
     p.add_argument(
         "--launcher", choices=["none", "pytorch", "slurm"], default="none",
         help="distributed launcher (pytorch under torchrun)",
@@ -106,5 +115,5 @@ def add_parser(subparsers) -> None:
 def command(args: argparse.Namespace) -> None:
     train(
         args.config, args.work_dir, args.out, args.data_root, args.cfg_options, args.max_iters,
-        args.launcher,
+        args.launcher, args.load_from,
     )  # fmt: skip

@@ -53,18 +53,18 @@ test_pipeline = [
         type='PackDetInputs',
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
+train_dataset = dict(
+    type='LVISV1Dataset',
+    data_root=data_root,
+    ann_file='annotations/lvis_v1_train.json',
+    data_prefix=dict(img=''),
+    filter_cfg=dict(filter_empty_gt=True, min_size=4),
+    pipeline=train_pipeline)
 train_dataloader = dict(
     batch_size=4,
     num_workers=1,
     sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(
-        _delete_=True,  # no RFS wrapper: the baseline samples images uniformly
-        type='LVISV1Dataset',
-        data_root=data_root,
-        ann_file='annotations/lvis_v1_train.json',
-        data_prefix=dict(img=''),
-        filter_cfg=dict(filter_empty_gt=True, min_size=4),
-        pipeline=train_pipeline))
+    dataset=dict(_delete_=True, **train_dataset))  # no RFS wrapper: images are sampled uniformly
 test_dataloader = dict(
     batch_size=4,
     num_workers=1,

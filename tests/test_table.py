@@ -1,0 +1,52 @@
+"""The paper table: the seed's rows and columns, in percent, and the published numbers on LVIS v1."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eqlv2.cli import main
+from eqlv2.evaluation.lvis import METRIC_KEYS
+from eqlv2.methods import METHODS, PUBLISHED_LVIS_V1_SEGM
+from eqlv2.tools.table import build_table
+
+
+def _metrics(tmp_path, key, segm_ap, box_ap):
+    flat = dict.fromkeys(METRIC_KEYS, 0.0)
+    segm = {**flat, "AP": segm_ap, "APr": segm_ap / 2, "APc": segm_ap, "APf": segm_ap * 1.5}
+    path = tmp_path / f"{key}.json"
+    path.write_text(json.dumps({"bbox": {**flat, "AP": box_ap}, "segm": segm}))
+    return path
+
+
+def test_rows_follow_the_papers_order_whatever_the_input_order(tmp_path):
+    files = {key: _metrics(tmp_path, key, 0.2, 0.25) for key in reversed(list(METHODS))}
+    table = build_table(files, "toy")
+    assert list(table["method"]) == ["Baseline", "EQL", "RFS", "LWS", "cRT", "BAGS", "EQLv2", "EQLv2 + RFS"]
+    assert list(table["end2end"]) == ["√", "√", "√", "×", "×", "×", "√", "√"]
+    assert list(table.columns) == ["method", "end2end", "AP", "APr", "APc", "APf", "AP (box)"]
+
+
+def test_numbers_are_percent_with_one_decimal(tmp_path):
+    table = build_table({"eqlv2": _metrics(tmp_path, "eqlv2", 0.23456, 0.24)}, "toy")
+    row = table.iloc[0]
+    assert (row["AP"], row["APr"], row["APf"], row["AP (box)"]) == (23.5, 11.7, 35.2, 24.0)
+
+
+def test_lvis_v1_puts_the_published_numbers_beside_ours(tmp_path):
+    table = build_table({"eqlv2": _metrics(tmp_path, "eqlv2", 0.25, 0.3)}, "lvis_v1")
+    row = table.iloc[0]
+    assert row["AP (paper)"] == PUBLISHED_LVIS_V1_SEGM["eqlv2"][0] == 23.7
+    assert row["AP Δ"] == pytest.approx(25.0 - 23.7, abs=0.05)
+    assert row["AP (box, paper)"] == 24.2
+
+
+def test_cli_writes_markdown_and_csv(tmp_path, capsys):
+    path = _metrics(tmp_path, "baseline", 0.1, 0.12)
+    md, csv = tmp_path / "t.md", tmp_path / "t.csv"
+    args = ["table", "--dataset", "toy", "--metrics", f"baseline={path}", "--md", str(md), "--csv", str(csv)]
+    assert main(args) == 0
+    assert "| Baseline |" in md.read_text()
+    assert csv.read_text().splitlines()[1] == "Baseline,√,10.0,5.0,10.0,15.0,12.0"
+    assert main([*args[:3], "--metrics", "nonsense", "--md", str(md), "--csv", str(csv)]) == 2
