@@ -75,5 +75,26 @@ def get_metrics_args(wildcards, input):
     return " ".join(f"{m}={path}" for m, path in zip(METHODS, input.metrics))
 
 
+def get_resource(job, name):
+    """One entry of the config's resources section, for a rule's threads/resources."""
+    return config["resources"][job][name]
+
+
+def get_launch(job):
+    """How a job's `eqlv2` command starts: a plain process, or torchrun with one process per GPU
+    (or per CPU worker when gpus is 0), each told to join the process group (--launcher pytorch).
+    """
+    spec = config["resources"][job]
+    nproc = spec["gpus"] or spec["processes"]
+    if nproc == 1:
+        return "eqlv2"
+    return f"torchrun --standalone --nproc-per-node={nproc} -m eqlv2"
+
+
+def get_launcher_flag(job):
+    spec = config["resources"][job]
+    return "--launcher pytorch" if (spec["gpus"] or spec["processes"]) > 1 else ""
+
+
 def get_final_output():
     return expand("results/{dataset}/paper_table.md", dataset=DATASET)

@@ -8,6 +8,10 @@ rule evaluate_lvis:
         "logs/{dataset}/{method}/evaluate_{iou_type}.log",
     conda:
         "../envs/eqlv2.yaml"
+    threads: get_resource("evaluate", "threads")
+    resources:
+        mem_mb=get_resource("evaluate", "mem_mb"),
+        runtime=get_resource("evaluate", "runtime"),
     params:
         max_dets=config["evaluation"]["max_dets"],
     shell:

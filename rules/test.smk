@@ -9,11 +9,18 @@ rule predict:
         "logs/{dataset}/{method}/predict.log",
     conda:
         "../envs/eqlv2.yaml"
-    threads: 2
+    threads: get_resource("predict", "threads")
+    resources:
+        gpu=get_resource("predict", "gpus"),
+        mem_mb=get_resource("predict", "mem_mb"),
+        runtime=get_resource("predict", "runtime"),
     params:
+        launch=get_launch("predict"),
+        launcher=get_launcher_flag("predict"),
         config=get_model_config,
         data_root=get_data_root,
         prefix="results/{dataset}/{method}/predictions",
     shell:
-        "eqlv2 test {params.config} --checkpoint {input.ckpt} --data-root {params.data_root}"
-        " --out-prefix {params.prefix} > {log} 2>&1"
+        "{params.launch} test {params.config} --checkpoint {input.ckpt}"
+        " --data-root {params.data_root} --out-prefix {params.prefix} {params.launcher}"
+        " > {log} 2>&1"

@@ -7,15 +7,22 @@ rule train:
         "logs/{dataset}/{method}/train.log",
     conda:
         "../envs/eqlv2.yaml"
-    threads: 2
+    threads: get_resource("train", "threads")
+    resources:
+        gpu=get_resource("train", "gpus"),
+        mem_mb=get_resource("train", "mem_mb"),
+        runtime=get_resource("train", "runtime"),
     params:
+        launch=get_launch("train"),
+        launcher=get_launcher_flag("train"),
         config=get_model_config,
         work_dir="results/{dataset}/{method}/train",
         data_root=get_data_root,
         extra=get_train_args,
     shell:
-        "eqlv2 train {params.config} --work-dir {params.work_dir} --data-root {params.data_root}"
-        " --out {output.ckpt} {params.extra} > {log} 2>&1"
+        "{params.launch} train {params.config} --work-dir {params.work_dir}"
+        " --data-root {params.data_root} --out {output.ckpt} {params.launcher} {params.extra}"
+        " > {log} 2>&1"
 
 
 rule surgery:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -142,3 +144,10 @@ def test_bad_result_files_are_clear_errors(hand_case, tmp_path, capsys, content,
     err = capsys.readouterr().err
     assert str(bad) in err and message in err
     assert not out.exists()
+
+
+def test_importing_eqlv2_leaves_the_root_logger_alone():
+    """mmdet imports lvis, whose import calls logging.basicConfig; Snakemake's log would double."""
+    code = "import logging, eqlv2; print(len(logging.getLogger().handlers))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"

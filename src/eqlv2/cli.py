@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from eqlv2.tools import collect_metrics, evaluate_lvis, make_toy, surgery, table, test, train
+from eqlv2.engine.hooks import NonFiniteLossError
+from eqlv2.tools import collect_metrics, download, evaluate_lvis, make_toy, surgery, table, test, train
 
-VERBS = (make_toy, train, surgery, test, evaluate_lvis, collect_metrics, table)
-
-
-class UserError(Exception):
-    """An input problem the user can fix; printed as one line, exit status 2."""
+VERBS = (download, make_toy, train, surgery, test, evaluate_lvis, collect_metrics, table)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         args.func(args)
-    except (UserError, FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, NonFiniteLossError) as err:  # the user's to fix: one line
         print(f"eqlv2 {args.verb}: error: {err}", file=sys.stderr)
         return 2
     return 0

