@@ -36,9 +36,48 @@ def get_toy_dir(wildcards, output):
     return str(Path(output.train).parents[1])
 
 
+def get_images(split):
+    """The image folder of a split, where a rule (rather than make-toy) provides it."""
+    return [f"{DATA_ROOT}/{split}2017"] if config["source"] == "lvis_v1" else []
+
+
+def get_backbone_weights():
+    """ImageNet weights the LVIS configs start from, downloaded so compute nodes need no internet."""
+    return (
+        ["resources/downloads/resnet50-0676ba61.pth"]
+        if config["source"] == "lvis_v1"
+        else []
+    )
+
+
+def get_download_source(wildcards):
+    """`--url` for a manifest file the config points at an existing copy or a mirror."""
+    mirror = config.get("lvis", {}).get("mirrors", {}).get(wildcards.name)
+    return f"--url {mirror}" if mirror else ""
+
+
+def get_coco_archive(wildcards):
+    """The COCO image zip to unpack, unless the config links an existing COCO folder."""
+    if config["lvis"]["coco_dir"]:
+        return []
+    return f"resources/downloads/{wildcards.split}2017.zip"
+
+
+def get_coco_images_command(wildcards, input, output):
+    """Link <coco_dir>/<split>2017, or unpack the downloaded zip (which holds <split>2017/)."""
+    if config["lvis"]["coco_dir"]:
+        source = Path(config["lvis"]["coco_dir"]).resolve() / f"{wildcards.split}2017"
+        return f"ln -sfn {source} {output[0]}"
+    return f"eqlv2 unpack {input[0]} --dest {Path(output[0]).parent}"
+
+
 def get_train_input(wildcards):
-    """The training annotations, and for a decoupled method the surgery checkpoint it starts from."""
-    inputs = {"ann": get_annotation("train")}
+    """Annotations, images and backbone weights, and for a decoupled method its surgery checkpoint."""
+    inputs = {
+        "ann": get_annotation("train"),
+        "images": get_images("train"),
+        "backbone": get_backbone_weights(),
+    }
     init = config["methods"][wildcards.method].get("init")
     if init:
         inputs["init"] = (

@@ -13,3 +13,50 @@ if config["source"] == "toy":
             toy=get_toy_args,
         shell:
             "eqlv2 make-toy {params.out_dir} {params.toy} > {log} 2>&1"
+
+
+if config["source"] == "lvis_v1":
+
+    # Downloads run where Snakemake runs (a login node has internet; compute nodes need none).
+    localrules:
+        download,
+
+    rule download:
+        output:
+            "resources/downloads/{name}",
+        log:
+            "logs/downloads/{name}.log",
+        conda:
+            "../envs/eqlv2.yaml"
+        params:
+            source=get_download_source,
+        shell:
+            "eqlv2 download {wildcards.name} --out {output} {params.source} > {log} 2>&1"
+
+    rule unpack_lvis_annotations:
+        input:
+            "resources/downloads/lvis_v1_{split}.json.zip",
+        output:
+            f"{DATA_ROOT}/annotations/lvis_v1_{{split}}.json",
+        log:
+            f"logs/{DATASET}/unpack_lvis_{{split}}.log",
+        conda:
+            "../envs/eqlv2.yaml"
+        params:
+            dest=get_output_dir,
+        shell:
+            "eqlv2 unpack {input} --dest {params.dest} > {log} 2>&1"
+
+    rule coco_images:
+        input:
+            get_coco_archive,
+        output:
+            directory(f"{DATA_ROOT}/{{split}}2017"),
+        log:
+            f"logs/{DATASET}/coco_images_{{split}}.log",
+        conda:
+            "../envs/eqlv2.yaml"
+        params:
+            command=get_coco_images_command,
+        shell:
+            "{params.command} > {log} 2>&1"

@@ -2,6 +2,7 @@ rule predict:
     input:
         ckpt="results/{dataset}/{method}/model_final.pth",
         ann=get_annotation("val"),
+        images=get_images("val"),
     output:
         bbox="results/{dataset}/{method}/predictions.bbox.json",
         segm="results/{dataset}/{method}/predictions.segm.json",

@@ -65,3 +65,23 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
     assert logged[0] > killed_at and logged[-1] == MAX_ITERS
     final = load_checkpoint(tmp_path / target)
     assert final["meta"]["iter"] == MAX_ITERS
+
+
+@pytest.mark.slow
+def test_checkpoints_of_another_configuration_are_never_resumed(tmp_path):
+    """A changed schedule reruns training from scratch; the old checkpoints are moved aside, not resumed."""
+    options = ["default_hooks.checkpoint.interval=10", "default_hooks.logger.interval=5"]
+    target = "results/toy/baseline/model_final.pth"
+    first = write_config(tmp_path, train={"max_iters": 20, "cfg_options": options})
+    run_snakemake(tmp_path, first, "--cores", "2", target)
+
+    second = write_config(tmp_path, train={"max_iters": 30, "cfg_options": options})
+    run_snakemake(tmp_path, second, "--cores", "2", target)  # the params changed: Snakemake reruns train
+    log = (tmp_path / "logs/toy/baseline/train.log").read_text()
+    assert "held another run's checkpoints; moved them to" in log
+    assert "resuming from" not in log
+    logged = [int(i) for i in re.findall(r"Iter\(train\) \[\s*(\d+)/30\]", log)]
+    assert logged[0] == 5 and logged[-1] == 30
+    stale = list((tmp_path / "results/toy/baseline").glob("train.stale-*"))
+    assert len(stale) == 1 and (stale[0] / "iter_20.pth").is_file()
+    assert load_checkpoint(tmp_path / target)["meta"]["iter"] == 30

@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from eqlv2.engine.hooks import NonFiniteLossError
-from eqlv2.tools import collect_metrics, download, evaluate_lvis, make_toy, surgery, table, test, train
+from eqlv2.tools import collect_metrics, download, evaluate_lvis, make_toy, surgery, table, test, train, unpack
 
-VERBS = (download, make_toy, train, surgery, test, evaluate_lvis, collect_metrics, table)
+VERBS = (download, unpack, make_toy, train, surgery, test, evaluate_lvis, collect_metrics, table)
 
 
 def build_parser() -> argparse.ArgumentParser:

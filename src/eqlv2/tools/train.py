@@ -1,13 +1,19 @@
 """``eqlv2 train``: train a detector with mmengine's Runner, resuming from the work dir when it can.
 
 A rerun of the same command after an interruption (preemption, a killed job) continues from the last
-checkpoint in ``--work-dir``: that is what makes rerunning a Snakemake rule cheap.  The finished model
+checkpoint in ``--work-dir``: that is what makes rerunning a Snakemake rule cheap.  Only the same run is
+resumed: the work dir records a fingerprint of the resolved config and initial weights, and checkpoints
+of any other run are moved aside rather than resumed.  The finished model
 is copied to ``--out`` atomically, so the presence of ``--out`` means training completed.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
+import time
 from pathlib import Path
 
 import torch
@@ -19,7 +25,7 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 from eqlv2.checkpoint import allow_mmengine_checkpoints, load_checkpoint
 from eqlv2.compat import import_lvis
 from eqlv2.config import load_run_config
-from eqlv2.io import atomic_copy
+from eqlv2.io import atomic_copy, atomic_write_json
 
 
 def rescale_schedule(cfg, max_iters: int) -> None:
@@ -62,6 +68,56 @@ def check_init_checkpoint(model, path: str | Path) -> None:
         )
 
 
+RUN_FINGERPRINT = "eqlv2_run.json"
+
+
+def run_fingerprint(cfg, load_from: str | Path | None) -> str:
+    """sha256 of what decides a run's result: the resolved config and the initial weights' file.
+
+    Where the run writes (``work_dir``), how it is launched and whether it resumes are left out.  The
+    initial weights are identified by path, size and modification time (hashing a 300 MB checkpoint at
+    every start would cost more than it protects).
+    """
+    resolved = cfg.to_dict()
+    for key in ("work_dir", "launcher", "resume", "load_from"):
+        resolved.pop(key, None)
+    if load_from is not None:
+        stat = Path(load_from).stat()
+        resolved["eqlv2_initial_weights"] = [str(Path(load_from).resolve()), stat.st_size, stat.st_mtime_ns]
+    text = json.dumps(resolved, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def prepare_work_dir(work_dir: Path, fingerprint: str) -> Path | None:
+    """Make ``work_dir`` hold checkpoints of this exact run only; return where stale ones were moved.
+
+    A work dir whose checkpoints come from another config (a changed schedule, a retrained baseline
+    before surgery) must not be resumed: it is renamed aside, never deleted.
+    """
+    marker = work_dir / RUN_FINGERPRINT
+    stale = None
+    if work_dir.is_dir() and any(work_dir.iterdir()):
+        previous = json.loads(marker.read_text())["fingerprint"] if marker.is_file() else None
+        if previous != fingerprint:
+            stale = work_dir.with_name(f"{work_dir.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+            work_dir.rename(stale)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if not marker.is_file():
+        atomic_write_json(marker, {"fingerprint": fingerprint})
+    return stale
+
+
+def _wait_for_work_dir(work_dir: Path, fingerprint: str, timeout: float = 600) -> None:
+    """Ranks other than 0 wait until rank 0 has prepared the work dir for this run."""
+    marker = work_dir / RUN_FINGERPRINT
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if marker.is_file() and json.loads(marker.read_text())["fingerprint"] == fingerprint:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"rank 0 did not prepare {work_dir} within {timeout} s")
+
+
 def train(
     config: str | Path,
     work_dir: str | Path,
@@ -83,7 +139,15 @@ def train(
         rescale_schedule(cfg, max_iters)
     cfg.work_dir = str(work_dir)
     cfg.launcher = launcher
-    latest = find_latest_checkpoint(str(work_dir)) if Path(work_dir).is_dir() else None
+    if load_from is not None and not Path(load_from).is_file():
+        raise FileNotFoundError(f"checkpoint {load_from} does not exist")
+    fingerprint = run_fingerprint(cfg, load_from)
+    stale = None
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun sets RANK; the process group does not exist yet
+        stale = prepare_work_dir(Path(work_dir), fingerprint)
+    else:
+        _wait_for_work_dir(Path(work_dir), fingerprint)
+    latest = find_latest_checkpoint(str(work_dir))
     if latest:
         # Resume this run; `load_from` of the config (a surgery checkpoint) only seeds a fresh run.
         cfg.resume = True
@@ -91,10 +155,10 @@ def train(
     else:
         cfg.resume = False
         if load_from is not None:
-            if not Path(load_from).is_file():
-                raise FileNotFoundError(f"checkpoint {load_from} does not exist")
             cfg.load_from = str(load_from)
     runner = Runner.from_cfg(cfg)
+    if stale:
+        runner.logger.info(f"eqlv2: {work_dir} held another run's checkpoints; moved them to {stale}")
     if latest:
         runner.logger.info(f"eqlv2: resuming from {latest}")
     elif load_from is not None:

@@ -6,6 +6,11 @@ _base_ = 'mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py'
 custom_imports = dict(imports=['eqlv2'], allow_failed_imports=False)
 
 data_root = 'resources/lvis_v1/'  # `eqlv2 train --data-root` replaces it
+# torchvision's ImageNet ResNet-50 (what `torchvision://resnet50` names), fetched by the workflow's download
+# rule so that compute nodes need no internet.
+model = dict(
+    backbone=dict(
+        init_cfg=dict(type='Pretrained', checkpoint='resources/downloads/resnet50-0676ba61.pth')))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),  # as the original
