@@ -12,9 +12,10 @@ from .workflow_helpers import env
 
 
 def _plan(*args: str) -> str:
+    """The full plan (--forceall: whatever results this checkout already holds)."""
     snakemake = str(Path(sys.executable).parent / "snakemake")
-    result = subprocess.run([snakemake, *args, "-n", "all"], cwd=REPO, env=env(), capture_output=True,
-                            text=True)  # fmt: skip
+    command = [snakemake, *args, "-n", "--forceall", "all"]
+    result = subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 

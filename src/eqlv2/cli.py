@@ -6,7 +6,17 @@ import argparse
 import sys
 
 from eqlv2.engine.hooks import NonFiniteLossError
-from eqlv2.tools import collect_metrics, download, evaluate_lvis, make_toy, surgery, table, test, train, unpack
+from eqlv2.tools import (
+    collect_metrics,
+    download,
+    evaluate_lvis,
+    make_toy,
+    surgery,
+    table,
+    test,
+    train,
+    unpack,
+)
 
 VERBS = (download, unpack, make_toy, train, surgery, test, evaluate_lvis, collect_metrics, table)
 

@@ -15,7 +15,8 @@ def add_parser(subparsers) -> None:
         "unpack",
         help="extract a zip archive (e.g. an LVIS annotation archive)",
         description=(
-            "Example:\n  eqlv2 unpack resources/downloads/lvis_v1_val.json.zip --dest resources/lvis_v1/annotations"
+            "Example:\n  eqlv2 unpack resources/downloads/lvis_v1_val.json.zip "
+            "--dest resources/lvis_v1/annotations"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
