@@ -1,9 +1,11 @@
 """A real one-node SLURM cluster on this machine, for the tests: munge, slurmctld and slurmd on loopback.
 
 Debian's slurm-wlm and munge are installed on first use when missing (root and apt-get needed, as on CI).
-The cluster's configuration lives in a temporary folder and is selected with ``SLURM_CONF``, which the
-daemons, ``sbatch``/``squeue``/``srun`` and the jobs all read; nothing under /etc/slurm is touched.
-Every daemon this module starts, it stops.
+The cluster's state and logs live in a temporary folder.  Its configuration has to be the system's
+``/etc/slurm/slurm.conf``: the SLURM executor plugin's job step removes every ``SLURM_*`` variable
+(``SLURM_CONF`` included) before it calls ``srun``.  So the file is written there, marked as the tests',
+and removed afterwards; a slurm.conf that is not the tests' own is never replaced.  Every daemon this
+module starts, it stops.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGES = ("slurm-wlm", "munge")
+SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
+MARKER = "# written by the eqlv2 test suite (tests/slurm_cluster.py); removed when the tests stop\n"
 SLURM_CONF = """\
 ClusterName=eqlv2ci
 SlurmctldHost={host}(127.0.0.1)
@@ -71,6 +75,7 @@ class SlurmCluster:
     root: Path
     cpus: int = 2
     started: list[Path] = field(default_factory=list)  # pid files of the daemons this object started
+    wrote_system_conf: bool = False
 
     @property
     def env(self) -> dict[str, str]:
@@ -85,11 +90,14 @@ class SlurmCluster:
         (self.root / "state").mkdir(parents=True, exist_ok=True)
         (self.root / "spool").mkdir(exist_ok=True)
         host = socket.gethostname().split(".")[0]
-        (self.root / "slurm.conf").write_text(
-            SLURM_CONF.format(
-                host=host, root=self.root, cpus=self.cpus, ctld_port=_free_port(), d_port=_free_port()
-            )  # fmt: skip
-        )
+        if SYSTEM_CONF.exists() and not SYSTEM_CONF.read_text().startswith(MARKER):
+            raise RuntimeError(f"{SYSTEM_CONF} exists and is not the tests' own: not replacing it")
+        ports = {"ctld_port": _free_port(), "d_port": _free_port()}
+        conf = MARKER + SLURM_CONF.format(host=host, root=self.root, cpus=self.cpus, **ports)
+        (self.root / "slurm.conf").write_text(conf)
+        SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
+        SYSTEM_CONF.write_text(conf)
+        self.wrote_system_conf = True
         self._run("slurmctld", "-i", check=True)
         self.started.append(self.root / "slurmctld.pid")
         self._run("slurmd", check=True)
@@ -130,3 +138,6 @@ class SlurmCluster:
                     break
                 time.sleep(0.1)
         self.started.clear()
+        if self.wrote_system_conf and SYSTEM_CONF.read_text().startswith(MARKER):
+            SYSTEM_CONF.unlink()
+            self.wrote_system_conf = False

@@ -8,8 +8,11 @@ import sys
 from eqlv2.engine.hooks import NonFiniteLossError
 from eqlv2.tools import (
     collect_metrics,
+    convert_predictions,
     download,
     evaluate_lvis,
+    evaluate_openimages,
+    grouped_ap,
     make_toy,
     surgery,
     table,
@@ -18,7 +21,20 @@ from eqlv2.tools import (
     unpack,
 )
 
-VERBS = (download, unpack, make_toy, train, surgery, test, evaluate_lvis, collect_metrics, table)
+VERBS = (
+    download,
+    unpack,
+    make_toy,
+    train,
+    surgery,
+    test,
+    evaluate_lvis,
+    convert_predictions,
+    evaluate_openimages,
+    grouped_ap,
+    collect_metrics,
+    table,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

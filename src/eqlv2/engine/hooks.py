@@ -36,6 +36,12 @@ class GradientStatsHook(Hook):
 
     priority = "LOW"
 
+    def before_train(self, runner) -> None:
+        """Log the statistics the run starts from: zero for a fresh run, the checkpoint's on resume."""
+        for name, module in _statistics_modules(runner.model).items():
+            sums = ", ".join(f"{s}={float(getattr(module, s).double().sum()):.6g}" for s in STAT_NAMES[:2])
+            runner.logger.info(f"eqlv2: {name} starts at iteration {runner.iter} with {sums}")
+
     def after_train(self, runner) -> None:
         stats = {
             name: {s: getattr(module, s).detach().cpu().clone() for s in STAT_NAMES}

@@ -17,6 +17,7 @@ from mmengine.runner import Runner
 from eqlv2.checkpoint import allow_mmengine_checkpoints
 from eqlv2.compat import import_lvis
 from eqlv2.config import load_run_config
+from eqlv2.distributed import prepare_launcher
 
 RESULT_TYPES = ("bbox", "segm")
 
@@ -48,7 +49,7 @@ def test(
         cfg.load_from = str(checkpoint)
         cfg.resume = False
         cfg.work_dir = tmp
-        cfg.launcher = launcher
+        prepare_launcher(cfg, launcher)
         runner = Runner.from_cfg(cfg)
         runner.test()
         written = {}

@@ -25,6 +25,7 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 from eqlv2.checkpoint import allow_mmengine_checkpoints, load_checkpoint
 from eqlv2.compat import import_lvis
 from eqlv2.config import load_run_config
+from eqlv2.distributed import prepare_launcher
 from eqlv2.io import atomic_copy, atomic_write_json
 
 
@@ -138,7 +139,7 @@ def train(
     if max_iters is not None:
         rescale_schedule(cfg, max_iters)
     cfg.work_dir = str(work_dir)
-    cfg.launcher = launcher
+    prepare_launcher(cfg, launcher)
     if load_from is not None and not Path(load_from).is_file():
         raise FileNotFoundError(f"checkpoint {load_from} does not exist")
     fingerprint = run_fingerprint(cfg, load_from)
@@ -164,11 +165,12 @@ def train(
     elif load_from is not None:
         check_init_checkpoint(runner.model, load_from)
     runner.train()
+    if runner.rank != 0:  # rank 0 writes the checkpoints, and publishes the final one
+        return Path(out)
     final = find_latest_checkpoint(str(work_dir))
     if final is None:
         raise RuntimeError(f"training finished but {work_dir} holds no checkpoint")
-    if runner.rank == 0:
-        atomic_copy(final, out)
+    atomic_copy(final, out)
     return Path(out)
 
 
