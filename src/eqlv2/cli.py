@@ -8,6 +8,7 @@ import sys
 from eqlv2.engine.hooks import NonFiniteLossError
 from eqlv2.tools import (
     collect_metrics,
+    convert_openimages,
     convert_predictions,
     download,
     evaluate_lvis,
@@ -29,6 +30,7 @@ VERBS = (
     surgery,
     test,
     evaluate_lvis,
+    convert_openimages,
     convert_predictions,
     evaluate_openimages,
     grouped_ap,

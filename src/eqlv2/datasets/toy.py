@@ -255,6 +255,7 @@ def make_toy(out_dir: str | Path, spec: ToySpec = ToySpec()) -> dict[str, Path]:
     """Write images and ``annotations/lvis_v1_{train,val}.json`` under ``out_dir``.
 
     The annotation files are written last and atomically, so their presence means the split is complete.
+    Their OpenImages twin (``out_dir/openimages``, see ``eqlv2.datasets.openimages_toy``) follows them.
     """
     out_dir = Path(out_dir)
     (out_dir / "annotations").mkdir(parents=True, exist_ok=True)
@@ -320,6 +321,7 @@ def make_toy(out_dir: str | Path, spec: ToySpec = ToySpec()) -> dict[str, Path]:
         for label, name in enumerate(CATEGORY_NAMES)
     ]
     written = {}
+    docs = {}
     for split, (images, annotations) in split_data.items():
         doc = {
             "info": {
@@ -335,4 +337,8 @@ def make_toy(out_dir: str | Path, spec: ToySpec = ToySpec()) -> dict[str, Path]:
         path = out_dir / "annotations" / f"lvis_v1_{split}.json"
         atomic_write_text(path, json.dumps(doc, separators=(",", ":")))
         written[split] = path
+        docs[split] = doc
+    from eqlv2.datasets.openimages_toy import write_openimages_twin  # it imports this module
+
+    write_openimages_twin(out_dir, docs["train"], docs["val"], spec.seed)  # after the LVIS files
     return written
