@@ -7,6 +7,9 @@
 #   results/<dataset>/<method>/predictions.{bbox,segm}.json
 #   results/<dataset>/<method>/metrics_{bbox,segm}.json, metrics.json
 #   results/<dataset>/paper_table.{md,csv}
+#   results/<dataset>/openimages/<oi_method>/            the OpenImages branch: model_final.pth,
+#       predictions.{bbox.json,csv}, metrics.csv (the Challenge metric file), grouped_ap.json
+#   results/<dataset>/openimages_table.{md,csv}
 #   logs/<dataset>/...                             one log per job, mirroring results/
 
 
@@ -27,6 +30,7 @@ include: "rules/train.smk"
 include: "rules/test.smk"
 include: "rules/evaluate.smk"
 include: "rules/table.smk"
+include: "rules/openimages.smk"
 
 
 rule all:

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from eqlv2.methods import get_openimages_method
 from eqlv2.schema import check_config
 
 check_config(
@@ -10,12 +11,37 @@ check_config(
 
 DATASET = config["dataset"]
 DATA_ROOT = f"resources/{DATASET}"
-METHODS = list(config["methods"])
+METHODS = list(config.get("methods", {}))
+OPENIMAGES = config.get("openimages", {})
+OI_METHODS = list(OPENIMAGES.get("methods", {}))
+# The OpenImages data: the toy's twin beside its LVIS files, or the whole dataset folder.
+OI_ROOT = f"{DATA_ROOT}/openimages" if config["source"] == "toy" else DATA_ROOT
+OI_SPLITS = ("train", "validation")
+# The Challenge 2019 files, as the manifest names them, and the twin's names for the same files.
+OI_FILES = {
+    "classes": ("challenge-2019-classes-description-500.csv", "classes.csv"),
+    "hierarchy": ("challenge-2019-label500-hierarchy.json", "hierarchy.json"),
+    "train_boxes": ("challenge-2019-train-detection-bbox.csv", "train-bbox.csv"),
+    "train_labels": (
+        "challenge-2019-train-detection-human-imagelabels.csv",
+        "train-image-labels.csv",
+    ),
+    "validation_boxes": (
+        "challenge-2019-validation-detection-bbox.csv",
+        "validation-bbox.csv",
+    ),
+    "validation_labels": (
+        "challenge-2019-validation-detection-human-imagelabels.csv",
+        "validation-image-labels.csv",
+    ),
+}
 
 
 wildcard_constraints:
     dataset=DATASET,
     method="|".join(METHODS),
+    oi_method="|".join(OI_METHODS),
+    oi_split="|".join(OI_SPLITS),
     iou_type="bbox|segm",
     surgery="remove|reset",
     split="train|val",
@@ -52,7 +78,11 @@ def get_backbone_weights():
 
 def get_download_source(wildcards):
     """`--url` for a manifest file the config points at an existing copy or a mirror."""
-    mirror = config.get("lvis", {}).get("mirrors", {}).get(wildcards.name)
+    mirrors = {
+        **config.get("lvis", {}).get("mirrors", {}),
+        **OPENIMAGES.get("mirrors", {}),
+    }
+    mirror = mirrors.get(wildcards.name)
     return f"--url {mirror}" if mirror else ""
 
 
@@ -135,5 +165,72 @@ def get_launcher_flag(job):
     return "--launcher pytorch" if (spec["gpus"] or spec["processes"]) > 1 else ""
 
 
+def get_openimages_file(kind):
+    """A Challenge 2019 file (downloaded) or its twin in the toy (written by make-toy)."""
+    official, twin = OI_FILES[kind]
+    if config["source"] == "toy":
+        return f"{OI_ROOT}/{twin}"
+    return f"resources/downloads/{official}"
+
+
+def get_openimages_images(split):
+    """The linked image folder of a split (real data); the toy's are made with its annotations."""
+    return [f"{OI_ROOT}/images/{split}"] if config["source"] == "openimages" else []
+
+
+def get_openimages_split_input(wildcards):
+    """What `eqlv2 convert-openimages` reads for a split: its box and label files, the classes, the images."""
+    split = wildcards.oi_split
+    inputs = {
+        "boxes": get_openimages_file(f"{split}_boxes"),
+        "labels": get_openimages_file(f"{split}_labels"),
+        "classes": get_openimages_file("classes"),
+    }
+    inputs["images"] = get_openimages_images(split)
+    return inputs
+
+
+def get_openimages_images_source(wildcards):
+    """The split's folder in the existing OpenImages copy the config names (openimages.images_dir)."""
+    return str(Path(OPENIMAGES["images_dir"]).resolve() / wildcards.oi_split)
+
+
+def get_openimages_images_dir(wildcards):
+    return f"{OI_ROOT}/images/{wildcards.oi_split}"
+
+
+def get_openimages_train_input(wildcards):
+    """The converted training JSON and, for the real data, the backbone's ImageNet weights."""
+    inputs = {"ann": f"{OI_ROOT}/annotations/train.json"}
+    inputs["images"] = get_openimages_images("train")
+    if config["source"] == "openimages":
+        weights = get_openimages_method(wildcards.oi_method).backbone_weights
+        if weights:
+            inputs["backbone"] = f"resources/downloads/{weights}"
+    return inputs
+
+
+def get_openimages_model_config(wildcards):
+    return OPENIMAGES["methods"][wildcards.oi_method]["config"]
+
+
+def get_grouped_ap_counts(wildcards, input):
+    """Classes are grouped by training instances: the shipped table of the 500 Challenge classes, or the
+    training JSON of any other data."""
+    if config["source"] == "openimages":
+        return "--groups-table"
+    return f"--train-ann {input.train_ann}"
+
+
+def get_openimages_reports_args(wildcards, input):
+    return " ".join(f"{m}={path}" for m, path in zip(OI_METHODS, input.reports))
+
+
 def get_final_output():
-    return expand("results/{dataset}/paper_table.md", dataset=DATASET)
+    """The paper table of the LVIS branch and, where the config has it, the OpenImages table."""
+    tables = []
+    if METHODS:
+        tables.append(f"results/{DATASET}/paper_table.md")
+    if OI_METHODS:
+        tables.append(f"results/{DATASET}/openimages_table.md")
+    return tables

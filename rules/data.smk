@@ -4,6 +4,8 @@ if config["source"] == "toy":
         output:
             train=f"{DATA_ROOT}/annotations/lvis_v1_train.json",
             val=f"{DATA_ROOT}/annotations/lvis_v1_val.json",
+            # its OpenImages twin (the images/ links beside them are not tracked)
+            openimages=[get_openimages_file(kind) for kind in OI_FILES],
         log:
             f"logs/{DATASET}/make_toy.log",
         conda:
@@ -15,7 +17,7 @@ if config["source"] == "toy":
             "eqlv2 make-toy {params.out_dir} {params.toy} > {log} 2>&1"
 
 
-if config["source"] == "lvis_v1":
+if config["source"] != "toy":
 
     # Downloads run where Snakemake runs (a login node has internet; compute nodes need none).
     localrules:
@@ -32,6 +34,9 @@ if config["source"] == "lvis_v1":
             source=get_download_source,
         shell:
             "eqlv2 download {wildcards.name} --out {output} {params.source} > {log} 2>&1"
+
+
+if config["source"] == "lvis_v1":
 
     rule unpack_lvis_annotations:
         input:
@@ -60,3 +65,18 @@ if config["source"] == "lvis_v1":
             command=get_coco_images_command,
         shell:
             "{params.command} > {log} 2>&1"
+
+
+if config["source"] == "openimages":
+
+    # The images are not downloaded by the workflow (about 500 GB; see the README): an existing copy of
+    # OpenImages with train/ and validation/ is linked.
+    rule openimages_images:
+        output:
+            directory(f"{OI_ROOT}/images/{{oi_split}}"),
+        log:
+            f"logs/{DATASET}/openimages_images_{{oi_split}}.log",
+        params:
+            source=get_openimages_images_source,
+        shell:
+            "ln -sfn {params.source} {output} > {log} 2>&1"

@@ -15,6 +15,7 @@ from eqlv2.tools import (
     evaluate_openimages,
     grouped_ap,
     make_toy,
+    openimages_table,
     surgery,
     table,
     test,
@@ -36,6 +37,7 @@ VERBS = (
     grouped_ap,
     collect_metrics,
     table,
+    openimages_table,
 )
 
 

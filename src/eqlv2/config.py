@@ -96,7 +96,7 @@ def _model_num_classes(cfg: Config) -> list[tuple[str, int]]:
     found = []
     roi_head = cfg.model.get("roi_head", {})
     for head in ("bbox_head", "mask_head"):
-        if head in roi_head and "num_classes" in roi_head[head]:
+        if roi_head.get(head) and "num_classes" in roi_head[head]:  # None: no such branch
             found.append((f"model.roi_head.{head}.num_classes", roi_head[head]["num_classes"]))
     return found
 

@@ -1,4 +1,4 @@
-"""The methods of the paper table: display names, training style and the original's LVIS v1 numbers."""
+"""The rows of the paper tables: display names, training style and the original's published numbers."""
 
 from __future__ import annotations
 
@@ -45,3 +45,49 @@ def get_method(key: str) -> Method:
         return METHODS[key]
     except KeyError:
         raise ValueError(f"unknown method '{key}'; known: {', '.join(METHODS)}") from None
+
+
+@dataclass(frozen=True)
+class OpenImagesMethod:
+    """A row of the OpenImages table: a Faster R-CNN backbone and a classification loss."""
+
+    key: str  # <backbone>_<loss>, the name used in config files and under results/<dataset>/openimages/
+    name: str  # the row label, as in the original README's OpenImages table
+    backbone_weights: str | None  # the ImageNet weights (a manifest file) the real-data config starts from
+
+
+def _openimages_methods() -> dict[str, OpenImagesMethod]:
+    backbones = {
+        "r18": ("Faster-R18 (half width)", None),  # the embedded default's CPU-sized model, from scratch
+        "r50": ("Faster-R50", "resnet50-0676ba61.pth"),
+        "r101": ("Faster-R101", "resnet101-63fe2227.pth"),
+    }
+    losses = {"ce": "", "eql": " + EQL", "eqlv2": " + EQLv2"}
+    return {
+        f"{backbone}_{loss}": OpenImagesMethod(f"{backbone}_{loss}", label + suffix, weights)
+        for backbone, (label, weights) in backbones.items()
+        for loss, suffix in losses.items()
+    }
+
+
+OPENIMAGES_METHODS = _openimages_methods()
+
+# AP, AP1..AP5 (%) at IoU 0.5 on OpenImages Challenge 2019 val, from the original README's OpenImages table
+# (AP1 is the rarest fifth of the 500 classes by training instances).
+PUBLISHED_OPENIMAGES = {
+    "r50_ce": (43.1, 26.3, 42.5, 45.2, 48.2, 52.6),
+    "r50_eql": (45.3, 32.7, 44.6, 47.3, 48.3, 53.1),
+    "r50_eqlv2": (52.6, 48.6, 52.0, 53.0, 53.4, 55.8),
+    "r101_ce": (46.0, 29.2, 45.5, 49.3, 50.9, 54.7),
+    "r101_eql": (48.0, 36.1, 47.2, 50.5, 51.0, 55.0),
+    "r101_eqlv2": (55.1, 51.0, 55.2, 56.6, 55.6, 57.5),
+}
+
+
+def get_openimages_method(key: str) -> OpenImagesMethod:
+    try:
+        return OPENIMAGES_METHODS[key]
+    except KeyError:
+        raise ValueError(
+            f"unknown OpenImages method '{key}'; known: {', '.join(OPENIMAGES_METHODS)}"
+        ) from None

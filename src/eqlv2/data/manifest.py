@@ -1,7 +1,7 @@
 """The files the LVIS v1 and OpenImages Challenge 2019 branches need, with where to get them and their sha256.
 
 Sizes and hashes of the dataset files are the TFDS ``url_checksums`` values collected in
-``evaluation.md`` section 5.2 (LVIS publishes no checksums itself).  The ResNet-50 weights are the file
+``evaluation.md`` section 5.2 (LVIS publishes no checksums itself).  The ResNet-50 (-101) weights are the file
 mmdet's ``init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')`` resolves to (mmengine's
 ``hub/torchvision_0.12.json``); torchvision names it after the first 8 hex digits of its sha256, and the
 full hash and size below agree with that prefix.  mmengine looks for it in
@@ -135,6 +135,16 @@ ENTRIES: tuple[Entry, ...] = (
         "backbone",
         "third-party records of the file (Hugging Face LFS pointer weleen/syncs, several projects' "
         "pinned hashes), all agreeing and matching torchvision's 8-digit prefix 0676ba61",
+    ),
+    Entry(
+        "resnet101-63fe2227.pth",
+        "https://download.pytorch.org/models/resnet101-63fe2227.pth",
+        "63fe2227b86e8f1f2063f43a75c84d195911b6a0eace650907dd3dc62dd49a0a",
+        None,
+        "ImageNet ResNet-101 (torchvision IMAGENET1K_V1), mmdet's 'torchvision://resnet101' backbone init",
+        "backbone",
+        "two independent third-party records of the file's sha256 (a Rust checkpoint table and a "
+        "PyTorch-to-TF weight converter), agreeing and matching torchvision's 8-digit prefix 63fe2227",
     ),
 )
 

@@ -24,6 +24,9 @@ same images.  It writes, under ``OUT/openimages/``:
     one object, as OpenImages annotators also drew), so that the balanced validation split, which never
     repeats a class on an image, has group-of boxes too.
 
+* ``images/{train,validation}`` -- relative links to ``../../train2017`` and ``../../val2017``, so that
+  the twin has the layout of a real OpenImages folder (``images/<split>/<ImageID>.jpg``) without copying
+  the images.
 * ``{train,validation}-image-labels.csv`` -- ``ImageID,Source,LabelName,Confidence``: Confidence 1 for
   every leaf class with a box on the image, Confidence 0 (verified absent) for ``NEGATIVES_PER_IMAGE``
   absent leaf classes drawn at random and, with probability ``NEGATIVE_SHAPE_PROB``, for each shape with
@@ -54,6 +57,7 @@ NEGATIVE_SHAPE_PROB = 0.5
 SPLITS = {"train": 0, "validation": 1}  # the split ids of eqlv2.datasets.toy.SPLIT_IDS
 BOX_HEADER = "ImageID,LabelName,XMin,XMax,YMin,YMax,IsGroupOf"
 LABEL_HEADER = "ImageID,Source,LabelName,Confidence"
+IMAGE_FOLDERS = {"train": "train2017", "validation": "val2017"}  # the LVIS-format toy's image folders
 
 
 def _shape(label: int) -> str:
@@ -120,7 +124,7 @@ def write_openimages_twin(out_dir: str | Path, train_doc: dict, val_doc: dict, s
     """Write the OpenImages twin of the LVIS documents under ``out_dir/openimages``; return the paths.
 
     Keys of the result: ``classes``, ``hierarchy``, ``{train,validation}_boxes``,
-    ``{train,validation}_labels``.  See the module docstring for the contents.
+    ``{train,validation}_labels``, ``{train,validation}_images``.  See the module docstring.
     """
     root = Path(out_dir) / "openimages"
     written: dict[str, Path] = {}
@@ -147,4 +151,11 @@ def write_openimages_twin(out_dir: str | Path, train_doc: dict, val_doc: dict, s
         written[f"{split}_labels"] = atomic_write_text(
             root / f"{split}-image-labels.csv", "\n".join(labels) + "\n"
         )
+    for split, folder in IMAGE_FOLDERS.items():
+        link = root / "images" / split
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(Path("..", "..", folder), target_is_directory=True)
+        written[f"{split}_images"] = link
     return written

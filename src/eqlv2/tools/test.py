@@ -1,7 +1,10 @@
 """``eqlv2 test``: run a trained detector on the test split and write COCO-style result files.
 
-Scoring is a separate stage (``eqlv2 evaluate-lvis``), so that changing how results are evaluated never
-reruns inference.  Result files are written to a temporary folder and renamed into place.
+Scoring is a separate stage (``eqlv2 evaluate-lvis``, or ``convert-predictions`` and
+``evaluate-openimages``), so that changing how results are evaluated never reruns inference.  The config's
+test evaluator (LVISMetric for the LVIS configs, CocoMetric for the OpenImages ones) only formats results:
+one file per metric it names (``bbox``, ``segm``).  Result files are written to a temporary folder and
+renamed into place.
 """
 
 from __future__ import annotations
@@ -22,6 +25,16 @@ from eqlv2.distributed import prepare_launcher
 RESULT_TYPES = ("bbox", "segm")
 
 
+def result_types(evaluator) -> list[str]:
+    """The result files a test evaluator writes: its ``metric`` (a name or a list) that are result types."""
+    metric = evaluator.get("metric", "bbox")
+    names = [metric] if isinstance(metric, str) else list(metric)
+    kinds = [name for name in names if name in RESULT_TYPES]
+    if not kinds:
+        raise ValueError(f"test_evaluator.metric {metric!r} names none of {', '.join(RESULT_TYPES)}")
+    return kinds
+
+
 def test(
     config: str | Path,
     checkpoint: str | Path,
@@ -30,7 +43,7 @@ def test(
     cfg_options: dict | None = None,
     launcher: str = "none",
 ) -> dict[str, Path]:
-    """Write ``{out_prefix}.bbox.json`` and ``{out_prefix}.segm.json``; return their paths."""
+    """Write ``{out_prefix}.<kind>.json`` for each result type of the test evaluator; return the paths."""
     allow_mmengine_checkpoints()
     import_lvis()
     if not Path(checkpoint).is_file():
@@ -39,10 +52,11 @@ def test(
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_prefix.parent, prefix=".test-") as tmp:
+        kinds = result_types(cfg.test_evaluator)
         cfg.test_evaluator = dict(
-            type="LVISMetric",
+            type=cfg.test_evaluator.type,
             ann_file=cfg.test_evaluator.ann_file,
-            metric=list(RESULT_TYPES),
+            metric=kinds,
             format_only=True,
             outfile_prefix=os.path.join(tmp, "predictions"),
         )
@@ -54,7 +68,7 @@ def test(
         runner.test()
         written = {}
         if runner.rank == 0:
-            for kind in RESULT_TYPES:
+            for kind in kinds:
                 target = Path(f"{out_prefix}.{kind}.json")
                 os.replace(os.path.join(tmp, f"predictions.{kind}.json"), target)
                 written[kind] = target
@@ -66,8 +80,8 @@ def add_parser(subparsers) -> None:
         "test",
         help="run inference and write COCO-style result files",
         description=(
-            "Run a checkpoint on the config's test split and write PREFIX.bbox.json and "
-            "PREFIX.segm.json.\n\nExample:\n  eqlv2 test toy/mask-rcnn_r18_fpn_ce_toy.py --checkpoint "
+            "Run a checkpoint on the config's test split and write PREFIX.bbox.json (and "
+            "PREFIX.segm.json for a config with masks).\n\nExample:\n  eqlv2 test toy/mask-rcnn_r18_fpn_ce_toy.py --checkpoint "
             "results/toy/baseline/model_final.pth --data-root resources/toy "
             "--out-prefix results/toy/baseline/predictions"
         ),
@@ -75,7 +89,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("config", help="config file, or a name under the package's configs/")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out-prefix", required=True, help="result files are PREFIX.{bbox,segm}.json")
+    p.add_argument("--out-prefix", required=True, help="result files are PREFIX.bbox.json (PREFIX.segm.json)")
     p.add_argument("--data-root", help="dataset folder (annotations/, val2017/)")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE")
