@@ -37,10 +37,15 @@ OI_FILES = {
 }
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly these names (nothing at all for none: a branch left out)."""
+    return "|".join(names) or "(?!)"
+
+
 wildcard_constraints:
     dataset=DATASET,
-    method="|".join(METHODS),
-    oi_method="|".join(OI_METHODS),
+    method=one_of(METHODS),
+    oi_method=one_of(OI_METHODS),
     oi_split="|".join(OI_SPLITS),
     iou_type="bbox|segm",
     surgery="remove|reset",

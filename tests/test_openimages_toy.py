@@ -179,3 +179,17 @@ def test_cli_and_one_line_errors(small_toy, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown.csv" in err and "'LabelName'" in err and "/m/nope" in err
     assert not (tmp_path / "a.json").exists() and not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.parametrize("split", ["train", "validation"])
+def test_the_twin_has_an_openimages_folder_layout(small_toy, split):
+    """images/<split>/<ImageID>.jpg for every image of the split's CSVs: relative links to the toy's
+    image folders, so that the twin moves with the dataset and the converter reads it as real data."""
+    link = small_toy / "openimages" / "images" / split
+    assert link.is_symlink() and not link.readlink().is_absolute()
+    assert link.resolve() == (small_toy / f"{LVIS_SPLIT[split]}2017").resolve()
+    oi = small_toy / "openimages"
+    names = set(_csv(oi / f"{split}-bbox.csv")["ImageID"]) | set(
+        _csv(oi / f"{split}-image-labels.csv")["ImageID"]
+    )
+    assert names and all((link / f"{name}.jpg").is_file() for name in names)

@@ -32,6 +32,26 @@ def test_profile_slurm_plans_the_paper_reproduction_on_slurm():
     for name in ("lvis_v1_train.json.zip", "lvis_v1_val.json.zip", "train2017.zip", "val2017.zip",
                  "resnet50-0676ba61.pth"):  # fmt: skip
         assert f"resources/downloads/{name}" in plan
+    # The embedded default's rows stay out of it (a named config replaces the default, not extends it).
+    assert "rule make_toy:" not in plan and "openimages" not in plan
+
+
+def test_openimages_config_plans_the_original_openimages_table():
+    plan = _plan("--profile", "slurm", "--configfile", "config/openimages.yaml")
+    trains = re.findall(
+        r"\nrule train_openimages:\n(?:    .*\n)*?    wildcards: ([^\n]*)\n    resources: ([^\n]*)", plan
+    )
+    assert sorted(w.split("oi_method=")[1] for w, _ in trains) == sorted(
+        f"{backbone}_{loss}" for backbone in ("r50", "r101") for loss in ("ce", "eql", "eqlv2")
+    )
+    assert all("gpu=8" in r for _, r in trains)
+    # The six Challenge files and both backbones are downloaded (sha256-checked); the images are linked.
+    assert plan.count("rule download:") == 8
+    for name in ("challenge-2019-train-detection-bbox.csv", "challenge-2019-label500-hierarchy.json",
+                 "resnet50-0676ba61.pth", "resnet101-63fe2227.pth"):  # fmt: skip
+        assert f"resources/downloads/{name}" in plan
+    assert plan.count("rule openimages_images:") == 2
+    assert "results/openimages/openimages_table.md" in plan and "paper_table" not in plan
 
 
 def test_training_with_several_processes_runs_under_torchrun():

@@ -29,7 +29,9 @@ def slurm(tmp_path_factory):
 
 @pytest.mark.slow
 def test_profile_slurm_runs_the_workflow_through_sbatch(slurm, tmp_path):
-    configfile = write_config(tmp_path, methods={"baseline": SMALL_CONFIG["methods"]["baseline"]})
+    configfile = write_config(
+        tmp_path, methods={"baseline": SMALL_CONFIG["methods"]["baseline"]}, openimages=None
+    )
     command = snakemake_command(tmp_path, configfile, "--profile", "slurm", *SINGLE_NODE_OVERRIDES, "all")
     result = subprocess.run(command, cwd=REPO, env={**env(), "SLURM_CONF": slurm.env["SLURM_CONF"]},
                             capture_output=True, text=True, timeout=1800)  # fmt: skip

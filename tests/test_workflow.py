@@ -13,7 +13,10 @@ from .conftest import REPO
 from .workflow_helpers import env, run_snakemake, write_config
 
 CHAIN = ["make_toy", "train", "surgery", "predict", "evaluate_lvis", "collect_metrics", "paper_table", "all"]
+OI_CHAIN = ["convert_openimages", "train_openimages", "predict_openimages", "export_openimages_predictions",
+            "evaluate_openimages", "grouped_ap", "openimages_table"]  # fmt: skip
 ROWS = ["Baseline", "EQL", "RFS", "LWS", "cRT", "BAGS", "EQLv2", "EQLv2 + RFS"]
+OI_ROWS = ["Faster-R18 (half width)", "Faster-R18 (half width) + EQL", "Faster-R18 (half width) + EQLv2"]
 
 
 def _job_counts(stdout: str) -> dict[str, int]:
@@ -32,17 +35,35 @@ def _job_counts(stdout: str) -> dict[str, int]:
 def test_dry_run_lists_the_whole_chain(tmp_path):
     result = run_snakemake(tmp_path, write_config(tmp_path), "-n", "all")
     counts = _job_counts(result.stdout)
-    assert set(counts) == set(CHAIN), result.stdout
+    assert set(counts) == set(CHAIN) | set(OI_CHAIN), result.stdout
     assert counts["train"] == counts["predict"] == len(ROWS)
     assert counts["surgery"] == 2  # "remove" for cRT and BAGS, "reset" for LWS
     assert counts["evaluate_lvis"] == 2 * len(ROWS)  # bbox and segm
+    assert counts["convert_openimages"] == 2  # train and validation
+    for rule in OI_CHAIN[1:-1]:
+        assert counts[rule] == len(OI_ROWS)
+
+
+def test_either_branch_can_be_left_out(tmp_path):
+    lvis_only = _job_counts(
+        run_snakemake(tmp_path, write_config(tmp_path, openimages=None), "-n", "all").stdout
+    )
+    assert set(lvis_only) == set(CHAIN)
+    openimages_only = _job_counts(
+        run_snakemake(tmp_path, write_config(tmp_path, methods=None), "-n", "all").stdout
+    )
+    assert set(openimages_only) == {"make_toy", *OI_CHAIN, "all"}
 
 
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [({"bogus": 1}, "'bogus' was unexpected"),
      ({"train": {"max_iters": "many", "cfg_options": []}}, "train.max_iters: 'many' is not of type"),
-     ({"methods": {"softmax": {"config": "x.py"}}}, "methods: 'softmax' is not one of")],
+     ({"methods": {"softmax": {"config": "x.py"}}}, "methods: 'softmax' is not one of"),
+     ({"openimages": {"methods": {"r50_focal": {"config": "x.py"}}}},
+      "openimages.methods: 'r50_focal' does not"),
+     ({"source": "openimages", "openimages": {"images_dir": None, "mirrors": {}, "methods": {}}},
+      "openimages.images_dir: None is not of type 'string'")],
 )  # fmt: skip
 def test_a_wrong_key_or_type_stops_the_run_naming_it(tmp_path, overrides, named):
     configfile = write_config(tmp_path, **overrides)
@@ -76,6 +97,7 @@ def test_small_setting_runs_end_to_end(tmp_path):
     ap_segm = float(csv[1].split(",")[2])
     assert ap_segm == pytest.approx(round(100 * metrics["segm"]["AP"], 1))
     assert "| EQLv2 + RFS |" in (tmp_path / "results/toy/paper_table.md").read_text()
+    _check_openimages_branch(tmp_path)
     # The decoupled methods started from the baseline's checkpoint after surgery.
     for surgery in ("remove", "reset"):
         assert (tmp_path / f"results/toy/baseline/surgery/model_reset_{surgery}.pth").is_file()
@@ -100,7 +122,30 @@ def test_small_setting_runs_end_to_end(tmp_path):
     log = (tmp_path / "logs/toy/crt/train.log").read_text()
     assert "resuming from" not in log and "Iter(train) [40/40]" in log
 
+    # Only the OpenImages evaluation (the Challenge metric, grouped AP, the table):
+    plan = _job_counts(run_snakemake(tmp_path, configfile, "-n", "all", "-R", "evaluate_openimages").stdout)
+    assert plan == {"evaluate_openimages": 3, "grouped_ap": 3, "openimages_table": 1, "all": 1}
+
     # Changing an evaluation setting reruns evaluation and the table, never training or inference.
     configfile = write_config(tmp_path, evaluation={"max_dets": 100})
     plan = run_snakemake(tmp_path, configfile, "-n", "all")
     assert set(_job_counts(plan.stdout)) == {"evaluate_lvis", "collect_metrics", "paper_table", "all"}
+
+
+def _check_openimages_branch(root):
+    """The OpenImages branch's files: the Challenge CSV, the official metrics file, grouped AP, the table."""
+    method_dir = root / "results/toy/openimages/r18_eqlv2"
+    predictions = (method_dir / "predictions.csv").read_text().splitlines()
+    assert predictions[0] == "ImageID,LabelName,Score,XMin,XMax,YMin,YMax" and len(predictions) > 1
+    metrics = (method_dir / "metrics.csv").read_text().splitlines()
+    classes = (root / "resources/toy/openimages/classes.csv").read_text().splitlines()
+    assert metrics[0].startswith("OpenImagesDetectionChallenge_Precision/mAP@0.5IOU,")
+    prefix = "OpenImagesDetectionChallenge_PerformanceByCategory/AP@0.5IOU/"
+    assert [line.rsplit(",", 1)[0] for line in metrics[1:]] == [prefix + c.split(",")[0] for c in classes]
+    grouped = json.loads((method_dir / "grouped_ap.json").read_text())
+    assert grouped["mAP"] == pytest.approx(float(metrics[0].split(",")[1]))
+    assert len(grouped["groups"]) == 5 and grouped["counts"].endswith("annotations/train.json")
+    table = (root / "results/toy/openimages_table.csv").read_text().splitlines()
+    assert table[0] == "method,AP,AP1,AP2,AP3,AP4,AP5"
+    assert [line.split(",")[0] for line in table[1:]] == OI_ROWS
+    assert float(table[3].split(",")[1]) == pytest.approx(round(100 * grouped["mAP"], 1))

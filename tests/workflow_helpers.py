@@ -15,8 +15,9 @@ SMALL_CONFIG = yaml.safe_load((REPO / ".test" / "config_small" / "config.yaml").
 
 
 def write_config(workdir: Path, **overrides) -> Path:
-    """The CI setting of the embedded default, with top-level sections replaced by ``overrides``."""
-    config = {**SMALL_CONFIG, **overrides}
+    """The CI setting of the embedded default, with top-level sections replaced by ``overrides`` (a
+    section overridden with None is left out, e.g. ``openimages=None`` for the LVIS branch alone)."""
+    config = {key: value for key, value in {**SMALL_CONFIG, **overrides}.items() if value is not None}
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

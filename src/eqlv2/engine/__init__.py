@@ -1,5 +1,6 @@
-"""Training-loop components (mmengine hooks)."""
+"""Training-loop components (mmengine hooks, the atomic checkpoint backend)."""
 
+from .atomic_backend import BACKEND_NAME, AtomicLocalBackend
 from .hooks import GradientStatsHook, NonFiniteLossHook
 
-__all__ = ["GradientStatsHook", "NonFiniteLossHook"]
+__all__ = ["BACKEND_NAME", "AtomicLocalBackend", "GradientStatsHook", "NonFiniteLossHook"]

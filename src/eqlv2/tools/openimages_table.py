@@ -27,7 +27,9 @@ def build_openimages_table(reports: dict[str, str | Path], dataset: str) -> pd.D
     """
     order = list(OPENIMAGES_METHODS)
     rows = []
-    for key, path in sorted(reports.items(), key=lambda item: order.index(get_openimages_method(item[0]).key)):
+    for key, path in sorted(
+        reports.items(), key=lambda item: order.index(get_openimages_method(item[0]).key)
+    ):
         report = json.loads(Path(path).read_text())
         missing = [name for name in REPORT_KEYS if name not in report]
         if missing:
@@ -60,7 +62,9 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--dataset", required=True, help="dataset name; openimages adds the paper's numbers")
-    p.add_argument("--reports", required=True, nargs="+", metavar="METHOD=GROUPED_AP_JSON", help="one per row")
+    p.add_argument(
+        "--reports", required=True, nargs="+", metavar="METHOD=GROUPED_AP_JSON", help="one per row"
+    )
     p.add_argument("--md", required=True, metavar="PATH", help="Markdown output")
     p.add_argument("--csv", required=True, metavar="PATH", help="CSV output")
     p.set_defaults(func=command, verb="openimages-table")

@@ -81,7 +81,8 @@ def add_parser(subparsers) -> None:
         help="run inference and write COCO-style result files",
         description=(
             "Run a checkpoint on the config's test split and write PREFIX.bbox.json (and "
-            "PREFIX.segm.json for a config with masks).\n\nExample:\n  eqlv2 test toy/mask-rcnn_r18_fpn_ce_toy.py --checkpoint "
+            "PREFIX.segm.json for a config with masks).\n\nExample:\n  eqlv2 test "
+            "toy/mask-rcnn_r18_fpn_ce_toy.py --checkpoint "
             "results/toy/baseline/model_final.pth --data-root resources/toy "
             "--out-prefix results/toy/baseline/predictions"
         ),

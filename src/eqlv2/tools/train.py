@@ -3,8 +3,9 @@
 A rerun of the same command after an interruption (preemption, a killed job) continues from the last
 checkpoint in ``--work-dir``: that is what makes rerunning a Snakemake rule cheap.  Only the same run is
 resumed: the work dir records a fingerprint of the resolved config and initial weights, and checkpoints
-of any other run are moved aside rather than resumed.  The finished model
-is copied to ``--out`` atomically, so the presence of ``--out`` means training completed.
+of any other run are moved aside rather than resumed.  Iteration checkpoints are written atomically
+(:mod:`eqlv2.engine.atomic_backend`), and the finished model is copied to ``--out`` atomically, so the
+presence of ``--out`` means training completed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -26,7 +28,10 @@ from eqlv2.checkpoint import allow_mmengine_checkpoints, load_checkpoint
 from eqlv2.compat import import_lvis
 from eqlv2.config import load_run_config
 from eqlv2.distributed import prepare_launcher
+from eqlv2.engine.atomic_backend import BACKEND_NAME as ATOMIC_BACKEND
 from eqlv2.io import atomic_copy, atomic_write_json
+
+_ITER = re.compile(r"iter_(\d+)\.pth")
 
 
 def rescale_schedule(cfg, max_iters: int) -> None:
@@ -119,6 +124,28 @@ def _wait_for_work_dir(work_dir: Path, fingerprint: str, timeout: float = 600) -
     raise RuntimeError(f"rank 0 did not prepare {work_dir} within {timeout} s")
 
 
+def write_checkpoints_atomically(cfg) -> None:
+    """Point the checkpoint hook at :class:`AtomicLocalBackend`, unless the config chose a storage."""
+    hook = cfg.get("default_hooks", {}).get("checkpoint")
+    if hook is not None and hook.get("backend_args") is None and hook.get("file_client_args") is None:
+        hook["backend_args"] = dict(backend=ATOMIC_BACKEND)
+
+
+def latest_checkpoint(work_dir: str | Path) -> str | None:
+    """The checkpoint to resume from: the one ``last_checkpoint`` names, or else the newest ``iter_N.pth``.
+
+    mmengine writes ``last_checkpoint`` right after each checkpoint, in place; should it be missing or
+    name a file that is not there, the newest complete iteration checkpoint is still a safe start.
+    """
+    named = find_latest_checkpoint(str(work_dir))
+    if named and Path(named).is_file():
+        return named
+    found = [
+        (int(m.group(1)), p) for p in Path(work_dir).glob("iter_*.pth") if (m := _ITER.fullmatch(p.name))
+    ]
+    return str(max(found)[1]) if found else None
+
+
 def train(
     config: str | Path,
     work_dir: str | Path,
@@ -140,6 +167,7 @@ def train(
         rescale_schedule(cfg, max_iters)
     cfg.work_dir = str(work_dir)
     prepare_launcher(cfg, launcher)
+    write_checkpoints_atomically(cfg)
     if load_from is not None and not Path(load_from).is_file():
         raise FileNotFoundError(f"checkpoint {load_from} does not exist")
     fingerprint = run_fingerprint(cfg, load_from)
@@ -148,7 +176,7 @@ def train(
         stale = prepare_work_dir(Path(work_dir), fingerprint)
     else:
         _wait_for_work_dir(Path(work_dir), fingerprint)
-    latest = find_latest_checkpoint(str(work_dir))
+    latest = latest_checkpoint(work_dir)
     if latest:
         # Resume this run; `load_from` of the config (a surgery checkpoint) only seeds a fresh run.
         cfg.resume = True
@@ -167,7 +195,7 @@ def train(
     runner.train()
     if runner.rank != 0:  # rank 0 writes the checkpoints, and publishes the final one
         return Path(out)
-    final = find_latest_checkpoint(str(work_dir))
+    final = latest_checkpoint(work_dir)
     if final is None:
         raise RuntimeError(f"training finished but {work_dir} holds no checkpoint")
     atomic_copy(final, out)
