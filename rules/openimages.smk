@@ -40,7 +40,7 @@ rule train_openimages:
         launcher=get_launcher_flag("train"),
         config=get_openimages_model_config,
         work_dir="results/{dataset}/openimages/{oi_method}/train",
-        data_root=OI_ROOT,
+        data_root=get_data_root,
         extra=get_train_args,
     shell:
         "{params.launch} train {params.config} --work-dir {params.work_dir}"
@@ -68,7 +68,7 @@ rule predict_openimages:
         launch=get_launch("predict"),
         launcher=get_launcher_flag("predict"),
         config=get_openimages_model_config,
-        data_root=OI_ROOT,
+        data_root=get_data_root,
         prefix="results/{dataset}/openimages/{oi_method}/predictions",
     shell:
         "{params.launch} test {params.config} --checkpoint {input.ckpt}"
