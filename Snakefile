@@ -10,6 +10,8 @@
 #   results/<dataset>/openimages/<oi_method>/            the OpenImages branch: model_final.pth,
 #       predictions.{bbox.json,csv}, metrics.csv (the Challenge metric file), grouped_ap.json
 #   results/<dataset>/openimages_table.{md,csv}
+#   results/<dataset>/published/<method>/            the original's checkpoint of a method, imported
+#       and evaluated like ours; results/<dataset>/published_table.{md,csv} (target `published`)
 #   logs/<dataset>/...                             one log per job, mirroring results/
 
 
@@ -35,6 +37,7 @@ include: "rules/test.smk"
 include: "rules/evaluate.smk"
 include: "rules/table.smk"
 include: "rules/openimages.smk"
+include: "rules/published.smk"
 
 
 rule all:

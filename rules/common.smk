@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from eqlv2.data.manifest import original_checkpoint_name
 from eqlv2.methods import get_openimages_method
 from eqlv2.schema import check_config
 
@@ -12,6 +13,7 @@ check_config(
 DATASET = config["dataset"]
 DATA_ROOT = f"resources/{DATASET}"
 METHODS = list(config.get("methods", {}))
+PUBLISHED = list(config.get("published", {}))  # the original's checkpoints to evaluate
 OPENIMAGES = config.get("openimages", {})
 OI_METHODS = list(OPENIMAGES.get("methods", {}))
 # The OpenImages data: the toy's twin beside its LVIS files, or the whole dataset folder.
@@ -44,7 +46,7 @@ def one_of(names):
 
 wildcard_constraints:
     dataset=DATASET,
-    method=one_of(METHODS),
+    method=one_of(METHODS + [f"published/{m}" for m in PUBLISHED]),
     oi_method=one_of(OI_METHODS),
     oi_split="|".join(OI_SPLITS),
     iou_type="bbox|segm",
@@ -82,13 +84,22 @@ def get_backbone_weights():
 
 
 def get_download_source(wildcards):
-    """`--url` for a manifest file the config points at an existing copy or a mirror."""
+    """`--url` for a manifest file the config points at an existing copy or a mirror, and `--sha256`
+    for a published checkpoint whose hash the config gives."""
     mirrors = {
         **config.get("lvis", {}).get("mirrors", {}),
         **OPENIMAGES.get("mirrors", {}),
     }
-    mirror = mirrors.get(wildcards.name)
-    return f"--url {mirror}" if mirror else ""
+    args = []
+    for method, spec in config.get("published", {}).items():
+        if wildcards.name == original_checkpoint_name(method):
+            if spec.get("url"):
+                mirrors[wildcards.name] = spec["url"]
+            if spec["sha256"]:
+                args.append(f"--sha256 {spec['sha256']}")
+    if wildcards.name in mirrors:
+        args.insert(0, f"--url {mirrors[wildcards.name]}")
+    return " ".join(args)
 
 
 def get_coco_archive(wildcards):
@@ -128,7 +139,8 @@ def get_output_dir(wildcards, output):
 
 
 def get_model_config(wildcards):
-    return config["methods"][wildcards.method]["config"]
+    """A method's config; a published checkpoint (published/<method>) is evaluated with its method's."""
+    return config["methods"][wildcards.method.removeprefix("published/")]["config"]
 
 
 def get_train_args(wildcards, input):
@@ -229,6 +241,14 @@ def get_grouped_ap_counts(wildcards, input):
 
 def get_openimages_reports_args(wildcards, input):
     return " ".join(f"{m}={path}" for m, path in zip(OI_METHODS, input.reports))
+
+
+def get_published_checkpoint(wildcards):
+    return f"resources/downloads/{original_checkpoint_name(wildcards.method)}"
+
+
+def get_published_metrics_args(wildcards, input):
+    return " ".join(f"{m}={path}" for m, path in zip(PUBLISHED, input.metrics))
 
 
 def get_final_output():

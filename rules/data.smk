@@ -17,7 +17,7 @@ if config["source"] == "toy":
             "eqlv2 make-toy {params.out_dir} {params.toy} > {log} 2>&1"
 
 
-if config["source"] != "toy":
+if config["source"] != "toy" or PUBLISHED:
 
     # Downloads run where Snakemake runs (a login node has internet; compute nodes need none).
     localrules:

@@ -5,6 +5,8 @@ rule train:
         ckpt="results/{dataset}/{method}/model_final.pth",
     log:
         "logs/{dataset}/{method}/train.log",
+    wildcard_constraints:
+        method=one_of(METHODS),  # a published checkpoint is imported, not trained
     conda:
         "../envs/eqlv2.yaml"
     threads: get_resource("train", "threads")

@@ -149,6 +149,38 @@ ENTRIES: tuple[Entry, ...] = (
 )
 
 
+# The original project's LVIS v1 checkpoints (Mask R-CNN R50-FPN, its README's table), Google Drive file ids.
+ORIGINAL_CHECKPOINTS = {
+    "baseline": "1DMK5wHtq1tjOkvuu917JWE5M5kem7lJe",
+    "eql": "18azKn5GkeqnZGbqdLvv25ZS-Xbg_afOZ",
+    "rfs": "1dbD-oovvyqWArg9FrpqQ841JJXPMZblw",
+    "lws": "1CbsOgGr_gJMqqWCW-h8utcm8PeNGjqr7",
+    "crt": "1XsTBp2MkDKnvkvYOJloJakArCcF_DPgn",
+    "bags": "1kr3ObT_Vh3YKOjHxjGj7prJ_B_zA7m8s",
+    "eqlv2": "1kCTRSI9CrUSEtSd9IB00rbLrLteoR_4B",
+}
+
+
+def original_checkpoint_name(method: str) -> str:
+    """The manifest name (and file name under resources/downloads/) of the original's checkpoint."""
+    return f"eqlv2-original-lvis-v1-{method}.pth"
+
+
+ENTRIES += tuple(
+    Entry(
+        original_checkpoint_name(method),
+        f"https://drive.usercontent.google.com/download?id={file_id}&export=download&confirm=t",
+        None,
+        None,
+        f"the original project's published {method} checkpoint (Mask R-CNN R50-FPN, LVIS v1, mmdet 2.3)",
+        "original_checkpoints",
+        "none published: the original README links Google Drive files without checksums; in the "
+        f"workflow, check the file and set published.{method}.sha256 in the config",
+    )
+    for method, file_id in ORIGINAL_CHECKPOINTS.items()
+)
+
+
 def get_entry(name: str) -> Entry:
     """The manifest entry called ``name``; a ``ValueError`` listing the known names otherwise."""
     for entry in ENTRIES:

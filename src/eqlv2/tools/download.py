@@ -37,8 +37,8 @@ def fetch(
         entry = manifest.get_entry(name)
         if entry.sha256 is None and sha256 is None:
             raise ValueError(
-                f"manifest entry {name} has no sha256 (none known from a reliable source): refusing to "
-                "download it unverified; pass --sha256 HEX explicitly once you have checked the hash"
+                f"manifest entry {name} has no sha256 ({entry.hash_source or 'none known'}): refusing "
+                "to download it unverified; pass --sha256 HEX explicitly once you have checked the hash"
             )
         if sha256 is not None and entry.sha256 is not None and sha256.strip().lower() != entry.sha256:
             raise ValueError(
