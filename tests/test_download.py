@@ -18,6 +18,7 @@ import pytest
 from eqlv2.cli import main
 from eqlv2.data import ChecksumError, DownloadError, download, manifest, unpack_zip
 from eqlv2.data.manifest import ENTRIES, Entry, get_entry
+from eqlv2.tools.download import fetch as fetch_named
 
 DATA = bytes(range(256)) * 1200  # 307,200 bytes: several 1 MiB-or-smaller reads, and a resume point inside
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -360,12 +361,23 @@ def test_manifest_entries_are_well_formed():
     assert len(names) == len(set(names))
     for entry in ENTRIES:
         assert entry.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
-        assert entry.url.startswith(("http://", "https://")) and entry.url.endswith(entry.name)
+        assert entry.url.startswith(("http://", "https://"))
         assert entry.size is None or entry.size > 0
+        if entry.dataset == "original_checkpoints":  # Google Drive names files by id, not by name
+            assert entry.sha256 is None and "drive.usercontent.google.com/download?id=" in entry.url
+        else:
+            assert entry.url.endswith(entry.name)
     assert {"lvis_v1_train.json.zip", "lvis_v1_val.json.zip", "train2017.zip", "val2017.zip"} <= set(names)
     assert sum(e.dataset == "openimages_challenge2019" for e in ENTRIES) == 6
-    resnet = get_entry("resnet50-0676ba61.pth")
-    assert resnet.sha256 is None or resnet.sha256.startswith("0676ba61")  # torchvision's name prefix
+    assert sum(e.dataset == "original_checkpoints" for e in ENTRIES) == 7
+    for name, prefix in (("resnet50-0676ba61.pth", "0676ba61"), ("resnet101-63fe2227.pth", "63fe2227")):
+        assert get_entry(name).sha256.startswith(prefix)  # torchvision names its files by the hash
+
+
+def test_an_entry_without_a_known_hash_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(ValueError, match="set published.eqlv2.sha256 in the config"):
+        fetch_named("eqlv2-original-lvis-v1-eqlv2.pth", out=tmp_path / "x.pth")
+    assert not any(tmp_path.iterdir())
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
