@@ -62,6 +62,10 @@ def test_either_branch_can_be_left_out(tmp_path):
      ({"methods": {"softmax": {"config": "x.py"}}}, "methods: 'softmax' is not one of"),
      ({"openimages": {"methods": {"r50_focal": {"config": "x.py"}}}},
       "openimages.methods: 'r50_focal' does not"),
+     ({"methods": {"crt": {"config": "x.py", "init": {"from": "baseline", "surgery": "remove"}}}},
+      "methods.crt.init.from: 'baseline' is not one of the methods"),
+     ({"published": {"eqlv2": {"sha256": None}}, "methods": {"baseline": {"config": "x.py"}}},
+      "published.eqlv2: 'eqlv2' is not one of the methods"),
      ({"source": "openimages", "openimages": {"images_dir": None, "mirrors": {}, "methods": {}}},
       "openimages.images_dir: None is not of type 'string'")],
 )  # fmt: skip

@@ -39,6 +39,22 @@ def check_config(config: dict, schema_path: str | Path, sources: Iterable[str | 
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         problems.append(f"{where}: {error.message}")
+    if not problems:
+        problems = _cross_references(config)
     if problems:
         origin = ", ".join(str(s) for s in sources) or "the configuration"
         raise ConfigError(f"{origin} does not match {schema_path}: " + "; ".join(problems))
+
+
+def _cross_references(config: dict) -> list[str]:
+    """What a JSON schema cannot say: the methods a decoupled method or a published checkpoint names exist."""
+    methods = config.get("methods") or {}
+    problems = []
+    for name, spec in methods.items():
+        start = (spec.get("init") or {}).get("from")
+        if start is not None and start not in methods:
+            problems.append(f"methods.{name}.init.from: '{start}' is not one of the methods")
+    for name in config.get("published") or {}:
+        if name not in methods:
+            problems.append(f"published.{name}: '{name}' is not one of the methods (whose config builds it)")
+    return problems
