@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from eqlv2.io import atomic_write_text
 from eqlv2.methods import OPENIMAGES_METHODS, PUBLISHED_OPENIMAGES, get_openimages_method
+from eqlv2.tools.table import parse_named_paths, write_table
 
 COLUMNS = ("AP", "AP1", "AP2", "AP3", "AP4", "AP5")
 REPORT_KEYS = ("mAP", "AP1", "AP2", "AP3", "AP4", "AP5")  # the same numbers, as `grouped-ap` names them
@@ -71,14 +71,5 @@ def add_parser(subparsers) -> None:
 
 
 def command(args: argparse.Namespace) -> None:
-    reports = {}
-    for item in args.reports:
-        key, sep, path = item.partition("=")
-        if not sep:
-            raise ValueError(f"--reports expects METHOD=PATH, got '{item}'")
-        reports[key] = path
-    frame = build_openimages_table(reports, args.dataset)
-    markdown = frame.to_markdown(index=False, floatfmt=".1f", missingval="–")
-    atomic_write_text(args.csv, frame.to_csv(index=False))
-    atomic_write_text(args.md, markdown + "\n")
-    print(markdown)
+    frame = build_openimages_table(parse_named_paths(args.reports, "--reports"), args.dataset)
+    print(write_table(frame, args.md, args.csv))

@@ -59,15 +59,25 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=command, verb="table")
 
 
-def command(args: argparse.Namespace) -> None:
-    files = {}
-    for item in args.metrics:
+def parse_named_paths(items: list[str], option: str) -> dict[str, str]:
+    """``METHOD=PATH`` command-line items as a dict; anything else is an error naming the option."""
+    named = {}
+    for item in items:
         key, sep, path = item.partition("=")
         if not sep:
-            raise ValueError(f"--metrics expects METHOD=PATH, got '{item}'")
-        files[key] = path
-    frame = build_table(files, args.dataset)
+            raise ValueError(f"{option} expects METHOD=PATH, got '{item}'")
+        named[key] = path
+    return named
+
+
+def write_table(frame: pd.DataFrame, md: str | Path, csv: str | Path) -> str:
+    """Write the table as CSV and Markdown (one decimal, '–' where a number is missing); return the latter."""
     markdown = frame.to_markdown(index=False, floatfmt=".1f", missingval="–")
-    atomic_write_text(args.csv, frame.to_csv(index=False))
-    atomic_write_text(args.md, markdown + "\n")
-    print(markdown)
+    atomic_write_text(csv, frame.to_csv(index=False))
+    atomic_write_text(md, markdown + "\n")
+    return markdown
+
+
+def command(args: argparse.Namespace) -> None:
+    frame = build_table(parse_named_paths(args.metrics, "--metrics"), args.dataset)
+    print(write_table(frame, args.md, args.csv))
