@@ -103,8 +103,3 @@ log_processor = dict(by_epoch=False, window_size=20)
 # Stop on a NaN/inf loss instead of training on; save EQLv2's per-rank gradient statistics at the end.
 custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='GradientStatsHook')]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
-# A fixed seed (weights, data order, samplers, augmentation): two unseeded runs of the embedded default
-# differed by up to 4 AP, as much as some methods differ from each other, so every toy method trains from
-# the same seed and a rerun reproduces its numbers on the same machine.  Another seed:
-# `--cfg-options randomness.seed=N` (the workflow's train.cfg_options).
-randomness = dict(seed=0)
