@@ -2,7 +2,8 @@
 
 ``data/fatbin_sm80_sm90a_sm100f_compute90.so`` is a real nvcc 13.0.88 build (stripped, 31 KB) of
 
-    __global__ void add_one(float *x, int n) { ... }   void launch(float *x, int n) { add_one<<<...>>>(x, n); }
+    __global__ void add_one(float *x, int n) { ... }
+    void launch(float *x, int n) { add_one<<<(n + 255) / 256, 256>>>(x, n); }
 
 made with ``nvcc -shared -cudart shared -Xcompiler -fPIC -gencode arch=compute_80,code=sm_80
 -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_100f,code=sm_100f

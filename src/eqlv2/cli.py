@@ -10,6 +10,7 @@ from eqlv2.tools import (
     collect_metrics,
     convert_openimages,
     convert_predictions,
+    doctor,
     download,
     evaluate_lvis,
     evaluate_openimages,
@@ -40,6 +41,7 @@ VERBS = (
     collect_metrics,
     table,
     openimages_table,
+    doctor,
 )
 
 

@@ -18,6 +18,8 @@ The layout, as nvcc 13.0 writes it (checked against its output, see ``tests/test
 
 from __future__ import annotations
 
+import mmap
+import os
 import re
 import struct
 from pathlib import Path
@@ -41,7 +43,15 @@ def elf_section(path: str | Path, name: str) -> bytes | None:
     an ELF file raises ValueError naming it.
     """
     path = Path(path)
-    data = path.read_bytes()
+    with open(path, "rb") as file:
+        if os.fstat(file.fileno()).st_size < 64:  # shorter than an ELF header (and mmap refuses 0 bytes)
+            raise ValueError(f"{path}: not a 64-bit little-endian ELF file")
+        # mapped, not read: a CUDA build of mmcv's _ext is hundreds of MB, its section a fraction of that
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return _section(path, data, name)
+
+
+def _section(path: Path, data: mmap.mmap, name: str) -> bytes | None:
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         raise ValueError(f"{path}: not a 64-bit little-endian ELF file")
     (shoff,) = struct.unpack_from("<Q", data, 0x28)
