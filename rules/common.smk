@@ -259,3 +259,12 @@ def get_final_output():
     if OI_METHODS:
         tables.append(f"results/{DATASET}/openimages_table.md")
     return tables
+
+
+def get_doctor(job):
+    """A GPU job first runs `eqlv2 doctor --require-gpu`, so an install whose mmcv has no CUDA operators
+    for the node's cards (or a job given no GPU) fails in seconds, saying why, not after data loading.
+    """
+    if config["resources"][job]["gpus"] > 0:
+        return "eqlv2 doctor --require-gpu && "
+    return ""

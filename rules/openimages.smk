@@ -36,6 +36,7 @@ rule train_openimages:
         mem_mb=get_resource("train", "mem_mb"),
         runtime=get_resource("train", "runtime"),
     params:
+        doctor=get_doctor("train"),
         launch=get_launch("train"),
         launcher=get_launcher_flag("train"),
         config=get_openimages_model_config,
@@ -43,8 +44,8 @@ rule train_openimages:
         data_root=get_data_root,
         extra=get_train_args,
     shell:
-        "{params.launch} train {params.config} --work-dir {params.work_dir}"
-        " --data-root {params.data_root} --out {output.ckpt} {params.launcher} {params.extra}"
+        "{{ {params.doctor}{params.launch} train {params.config} --work-dir {params.work_dir}"
+        " --data-root {params.data_root} --out {output.ckpt} {params.launcher} {params.extra}; }}"
         " > {log} 2>&1"
 
 
@@ -65,14 +66,15 @@ rule predict_openimages:
         mem_mb=get_resource("predict", "mem_mb"),
         runtime=get_resource("predict", "runtime"),
     params:
+        doctor=get_doctor("predict"),
         launch=get_launch("predict"),
         launcher=get_launcher_flag("predict"),
         config=get_openimages_model_config,
         data_root=get_data_root,
         prefix="results/{dataset}/openimages/{oi_method}/predictions",
     shell:
-        "{params.launch} test {params.config} --checkpoint {input.ckpt}"
-        " --data-root {params.data_root} --out-prefix {params.prefix} {params.launcher}"
+        "{{ {params.doctor}{params.launch} test {params.config} --checkpoint {input.ckpt}"
+        " --data-root {params.data_root} --out-prefix {params.prefix} {params.launcher}; }}"
         " > {log} 2>&1"
 
 

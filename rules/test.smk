@@ -16,12 +16,13 @@ rule predict:
         mem_mb=get_resource("predict", "mem_mb"),
         runtime=get_resource("predict", "runtime"),
     params:
+        doctor=get_doctor("predict"),
         launch=get_launch("predict"),
         launcher=get_launcher_flag("predict"),
         config=get_model_config,
         data_root=get_data_root,
         prefix="results/{dataset}/{method}/predictions",
     shell:
-        "{params.launch} test {params.config} --checkpoint {input.ckpt}"
-        " --data-root {params.data_root} --out-prefix {params.prefix} {params.launcher}"
+        "{{ {params.doctor}{params.launch} test {params.config} --checkpoint {input.ckpt}"
+        " --data-root {params.data_root} --out-prefix {params.prefix} {params.launcher}; }}"
         " > {log} 2>&1"

@@ -15,6 +15,7 @@ rule train:
         mem_mb=get_resource("train", "mem_mb"),
         runtime=get_resource("train", "runtime"),
     params:
+        doctor=get_doctor("train"),
         launch=get_launch("train"),
         launcher=get_launcher_flag("train"),
         config=get_model_config,
@@ -22,8 +23,8 @@ rule train:
         data_root=get_data_root,
         extra=get_train_args,
     shell:
-        "{params.launch} train {params.config} --work-dir {params.work_dir}"
-        " --data-root {params.data_root} --out {output.ckpt} {params.launcher} {params.extra}"
+        "{{ {params.doctor}{params.launch} train {params.config} --work-dir {params.work_dir}"
+        " --data-root {params.data_root} --out {output.ckpt} {params.launcher} {params.extra}; }}"
         " > {log} 2>&1"
 
 

@@ -12,6 +12,8 @@ import pytest
 from eqlv2.cli import main
 from eqlv2.doctor import Facts, Gpu, diagnose
 
+from .workflow_helpers import SMALL_CONFIG, run_snakemake, write_config
+
 CPU_ONLY = Facts(
     torch="2.13.0+cpu", cuda=None, cudnn=None, nccl=None, torch_archs=[], mmcv="2.1.0", mmdet="3.3.0",
     mmengine="0.10.7", mmcv_ext="/site-packages/mmcv/_ext.so", mmcv_cuda=None, mmcv_archs=[], gpus=[],
@@ -80,3 +82,22 @@ def test_a_gpu_job_that_sees_no_gpu_is_refused():
     cuda_torch_no_gpu = _cuda_build(["sm_80", "sm_90"], [])
     assert diagnose(cuda_torch_no_gpu) == []
     assert "check the job's GPU request" in diagnose(cuda_torch_no_gpu, require_gpu=True)[0]
+
+
+def test_a_gpu_job_checks_the_install_before_it_trains(tmp_path, small_toy):
+    """A training job that asks for a GPU runs `eqlv2 doctor --require-gpu` first; on an install that
+    cannot use one (here: no GPU at all) the job fails with the doctor's line in its log, and training never
+    starts."""
+    (tmp_path / "resources").mkdir()
+    (tmp_path / "resources" / "toy").symlink_to(small_toy)  # make_toy's outputs, already there
+    train = {**SMALL_CONFIG["resources"]["train"], "gpus": 1}
+    baseline = {"baseline": SMALL_CONFIG["methods"]["baseline"]}
+    configfile = write_config(tmp_path, resources={**SMALL_CONFIG["resources"], "train": train},
+                              methods=baseline, openimages=None)  # fmt: skip
+    result = run_snakemake(tmp_path, configfile, "--cores", "1", "results/toy/baseline/model_final.pth",
+                           check=False)  # fmt: skip
+    assert result.returncode != 0
+    log = (tmp_path / "logs/toy/baseline/train.log").read_text().splitlines()
+    assert "GPUs: none visible to torch" in log
+    assert log[-1].startswith("eqlv2 doctor: error: no GPU is visible to torch ")
+    assert not (tmp_path / "results/toy/baseline/train").exists()  # `eqlv2 train` never ran

@@ -20,6 +20,11 @@ def _plan(*args: str) -> str:
     return result.stdout + result.stderr
 
 
+def _shell_commands(plan: str, rule: str) -> list[str]:
+    """The shell command of every job of ``rule`` in a plan printed with -p."""
+    return re.findall(rf"\nrule {rule}:\n(?:    .*\n)*?Shell command: ([^\n]*)", plan)
+
+
 def test_profile_slurm_plans_the_paper_reproduction_on_slurm():
     plan = _plan("--profile", "slurm")
     assert "config/lvis_v1.yaml" in plan
@@ -37,7 +42,7 @@ def test_profile_slurm_plans_the_paper_reproduction_on_slurm():
 
 
 def test_openimages_config_plans_the_original_openimages_table():
-    plan = _plan("--profile", "slurm", "--configfile", "config/openimages.yaml")
+    plan = _plan("--profile", "slurm", "--configfile", "config/openimages.yaml", "-p")
     trains = re.findall(
         r"\nrule train_openimages:\n(?:    .*\n)*?    wildcards: ([^\n]*)\n    resources: ([^\n]*)", plan
     )
@@ -52,15 +57,26 @@ def test_openimages_config_plans_the_original_openimages_table():
         assert f"resources/downloads/{name}" in plan
     assert plan.count("rule openimages_images:") == 2
     assert "results/openimages/openimages_table.md" in plan and "paper_table" not in plan
+    for rule in ("train_openimages", "predict_openimages"):  # GPU jobs check the install first
+        commands = _shell_commands(plan, rule)
+        assert len(commands) == 6 and all(c.startswith("{ eqlv2 doctor --require-gpu && ") for c in commands)
 
 
 def test_training_with_several_processes_runs_under_torchrun():
     plan = _plan("--profile", "slurm", "-p")
     assert "torchrun --standalone --nproc-per-node=8 -m eqlv2 train" in plan
     assert "--launcher pytorch" in plan
+    # Each GPU job first runs `eqlv2 doctor`, so an mmcv without CUDA operators for the node's cards fails
+    # the job in seconds, with the doctor's one line in the job's log, before torchrun starts.
+    for rule, verb in (("train", "train"), ("predict", "test")):
+        commands = _shell_commands(plan, rule)
+        assert len(commands) == 8
+        prefix = f"{{ eqlv2 doctor --require-gpu && torchrun --standalone --nproc-per-node=8 -m eqlv2 {verb} "
+        assert all(c.startswith(prefix) and c.endswith(f"/{rule}.log 2>&1") for c in commands), commands
 
 
 def test_profile_local_runs_the_embedded_default_on_this_machine():
-    plan = _plan("--profile", "local")
+    plan = _plan("--profile", "local", "-p")
     assert "rule make_toy:" in plan and "config/lvis_v1.yaml" not in plan
     assert "gpu=0" in plan  # the embedded default trains on the CPU
+    assert "eqlv2 doctor" not in plan  # and has no GPU to check the install against
