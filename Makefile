@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.eqlv2-installed
 CORES ?= 2
 
-.PHONY: setup demo test lint clean-results
+.PHONY: setup demo test lint clean-results gpu-bundle
 
 setup: $(STAMP)
 
@@ -42,6 +42,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/snakefmt --check .
 	PATH="$(CURDIR)/$(BIN):$$PATH" snakemake --lint
+
+# What benchmarks/gpu_check.sh carries to a GPU machine without network (benchmarks/bundle/, about 8 MB).
+gpu-bundle: $(STAMP)
+	PYTHON=$(BIN)/python benchmarks/gpu_bundle.sh
 
 clean-results:
 	rm -rf results logs .snakemake

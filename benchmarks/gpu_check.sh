@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# The GPU check, for a machine with one GPU, CUDA's compiler and a preinstalled CUDA torch but no network:
+# builds mmcv 2.1.0's CUDA operators for that card, compares RoIAlign, nms and EQLv2 (loss and statistics)
+# on CUDA with the CPU, trains the embedded baseline and EQLv2 for 200 iterations on the GPU, and times a
+# training iteration of the LVIS v1 R50 configs (CE, EQLv2, mmdet's own) on two 1333x800 images.  Every
+# figure goes to one JSON report; benchmarks/gpu_check.py does the checks and holds the report's layout.
+#
+#   benchmarks/gpu_bundle.sh            # first, where there is a network: fills benchmarks/bundle/
+#   benchmarks/gpu_check.sh             # then on the GPU machine, with benchmarks/bundle/ carried along
+#   benchmarks/gpu_check.sh --dry-run   # what it would carry and run, and the report's layout
+#
+# Options:
+#   --bundle DIR   the carried wheels and mmcv's sdist (default: benchmarks/bundle)
+#   --work DIR     scratch space: the venv, the generated data, the work dirs (default: /tmp/eqlv2-gpu-check)
+#   --steps A,B    run only these steps (for example the checks again, on a machine still warm), adding
+#                  to an existing report instead of starting a new one
+#   --dry-run      print the plan and the report's layout; build and run nothing
+# Environment: PYTHON (default python3, the interpreter that has the CUDA torch), OUT (the report and
+# logs go to $OUT when it is set, else to benchmarks/out): gpu_check.json, build_mmcv.log, steps.log.
+# Exit status: 0 when every step passed, 1 when one failed (the report says which and why), 2 for usage.
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+CHECK="$HERE/gpu_check.py"
+PYTHON=${PYTHON:-python3}
+BUNDLE="$HERE/bundle"
+WORK=/tmp/eqlv2-gpu-check
+OUTDIR=${OUT:-$HERE/out}
+MMCV_SDIST=mmcv-2.1.0.tar.gz
+STEPS=(preflight venv install build_mmcv ops eqlv2_loss toy_training lvis_timing)
+FATAL=" preflight venv install build_mmcv "  # the later steps need these
+SELECTED=("${STEPS[@]}")
+DRY_RUN=0
+
+usage() { sed -n '2,/^# Exit status/s/^# \{0,1\}//p' "$0"; }
+die() { echo "gpu_check.sh: error: $1" >&2; exit 2; }
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --dry-run) DRY_RUN=1 ;;
+        --bundle|--work|--steps)
+            [ $# -ge 2 ] || die "$1 needs a value"
+            case $1 in
+                --bundle) BUNDLE=$2 ;;
+                --work) WORK=$2 ;;
+                --steps)
+                    IFS=, read -ra SELECTED <<< "$2"
+                    for step in "${SELECTED[@]}"; do
+                        [[ " ${STEPS[*]} " == *" $step "* ]] || die "unknown step '$step' (steps: ${STEPS[*]})"
+                    done ;;
+            esac
+            shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown argument '$1' (see --help)" ;;
+    esac
+    shift
+done
+
+VENV="$WORK/venv"
+VPY="$VENV/bin/python"
+REPORT="$OUTDIR/gpu_check.json"
+LOG="$OUTDIR/steps.log"
+JOBS=$(nproc)
+PIP_OFFLINE=(--no-index --no-deps --find-links "$BUNDLE/wheels")
+
+# What each step runs (printed by --dry-run); the functions below run exactly that.
+declare -A PLAN=(
+    [preflight]="$PYTHON gpu_check.py preflight: the bundle is complete, the image has the packages it is expected to have (gpu_check.py PREINSTALLED), torch sees a GPU, nvcc's CUDA major version is torch's; writes TORCH_CUDA_ARCH_LIST=<the card's capability, e.g. 9.0>"
+    [venv]="$PYTHON -m venv --system-site-packages $VENV (and a .pth to $PYTHON's site-packages when $PYTHON is itself a venv), so the preinstalled torch is used"
+    [install]="pip install ${PIP_OFFLINE[*]} -r benchmarks/gpu_bundle.txt; pip install --no-index --no-deps --no-build-isolation --ignore-requires-python $REPO (eqlv2 from the working tree)"
+    [build_mmcv]="FORCE_CUDA=1 MMCV_WITH_OPS=1 TORCH_CUDA_ARCH_LIST=<the card's> MAX_JOBS=\$(nproc) ($JOBS here) pip install ${PIP_OFFLINE[*]} --no-build-isolation $BUNDLE/sdist/$MMCV_SDIST (log: build_mmcv.log), skipped when the venv already has mmcv with CUDA operators; then eqlv2 doctor --require-gpu --json must pass"
+    [ops]="gpu_check.py ops: mmcv RoIAlign forward and backward, nms and batched_nms on CUDA against the CPU"
+    [eqlv2_loss]="gpu_check.py eqlv2-loss: EQLv2 (1203 classes) loss, gradient and pos_grad/neg_grad/pos_neg statistics over 5 iterations on CUDA against the CPU"
+    [toy_training]="gpu_check.py toy-training: eqlv2 make-toy, then eqlv2 train --max-iters 200 on the GPU for the toy baseline (CE) and EQLv2"
+    [lvis_timing]="gpu_check.py lvis-timing: one training iteration (forward, backward, SGD) of lvis_v1/mask-rcnn_r50_fpn_ce_ms-1x_lvis-v1.py, lvis_v1/mask-rcnn_r50_fpn_eqlv2-loss_ms-1x_lvis-v1.py and mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py (randomly initialised) on 2 images of 1333x800 with a generated 1203-class annotation file; 5 warm-up, 20 timed iterations"
+)
+
+step_preflight() {
+    "$PYTHON" "$CHECK" --report "$REPORT" preflight --bundle "$BUNDLE" --arch-file "$WORK/arch_list"
+}
+
+step_venv() {
+    "$PYTHON" -m venv --system-site-packages "$VENV" || return
+    if ! "$VPY" -c "import torch" 2>/dev/null; then
+        # PYTHON is itself a venv: --system-site-packages reaches its base interpreter, not its torch.
+        local purelib
+        purelib=$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || return
+        "$PYTHON" -c 'import site; print("\n".join(site.getsitepackages()))' > "$purelib/gpu-check-base.pth"
+    fi
+    "$VPY" -c "import torch; assert torch.cuda.is_available(), 'the venv sees no GPU'; print(torch.__file__)"
+}
+
+step_install() {
+    "$VPY" -m pip install --quiet "${PIP_OFFLINE[@]}" -r "$HERE/gpu_bundle.txt" || return
+    "$VPY" -m pip install --quiet --no-index --no-deps --no-build-isolation --ignore-requires-python "$REPO"
+}
+
+step_build_mmcv() {
+    local arch
+    arch=$(cat "$WORK/arch_list") || return
+    if "$VPY" -c "import mmcv.ops, sys; sys.exit(mmcv.ops.get_compiling_cuda_version() == 'not available')" \
+        2>/dev/null; then
+        echo "mmcv with CUDA operators is already in $VENV: not rebuilt"
+        echo reused > "$WORK/build_status"
+    else
+        echo "building mmcv: TORCH_CUDA_ARCH_LIST=$arch MAX_JOBS=$JOBS (log: $OUTDIR/build_mmcv.log)"
+        if ! FORCE_CUDA=1 MMCV_WITH_OPS=1 TORCH_CUDA_ARCH_LIST=$arch MAX_JOBS=$JOBS \
+            "$VPY" -m pip install "${PIP_OFFLINE[@]}" --no-build-isolation "$BUNDLE/sdist/$MMCV_SDIST" \
+            > "$OUTDIR/build_mmcv.log" 2>&1; then
+            tail -n 30 "$OUTDIR/build_mmcv.log"
+            echo "gpu_check: error: mmcv's build failed (the end of build_mmcv.log is above)"
+            return 1
+        fi
+    fi
+    "$VENV/bin/eqlv2" doctor --require-gpu --json > "$WORK/doctor.json"  # its verdict is judged next
+    "$VPY" "$CHECK" --report "$REPORT" doctor "$WORK/doctor.json" --arch-list "$arch" --max-jobs "$JOBS"
+}
+
+step_ops() { "$VPY" "$CHECK" --report "$REPORT" ops; }
+step_eqlv2_loss() { "$VPY" "$CHECK" --report "$REPORT" eqlv2-loss; }
+step_toy_training() { "$VPY" "$CHECK" --report "$REPORT" toy-training --work "$WORK"; }
+step_lvis_timing() { "$VPY" "$CHECK" --report "$REPORT" lvis-timing --work "$WORK"; }
+
+if [ "$DRY_RUN" = 1 ]; then
+    echo "gpu_check.sh --dry-run: nothing is built or run"
+    echo "report: $REPORT (and build_mmcv.log, steps.log beside it)"
+    echo "carry: $BUNDLE (made by benchmarks/gpu_bundle.sh; name benchmarks/bundle in the device tool's carry)"
+    echo "  sdist/$MMCV_SDIST"
+    grep -v '^\s*#' "$HERE/gpu_bundle.txt" | sed -e 's/\s*#.*//' -e '/^\s*$/d' -e 's/^/  wheels: /'
+    echo "steps:"
+    for step in "${SELECTED[@]}"; do echo "  $step: ${PLAN[$step]}"; done
+    echo "layout:"
+    "$PYTHON" "$CHECK" layout
+    exit 0
+fi
+
+mkdir -p "$OUTDIR" "$WORK" || exit 1
+if [ ${#SELECTED[@]} -eq ${#STEPS[@]} ]; then  # a whole run starts a new report and log
+    "$PYTHON" "$CHECK" layout > "$REPORT" || exit 1
+    : > "$LOG"
+fi
+export PATH="$VENV/bin:$PATH" PYTHONUNBUFFERED=1
+
+failed=0
+for step in "${SELECTED[@]}"; do
+    if [ "$failed" = fatal ]; then
+        "$PYTHON" "$CHECK" --report "$REPORT" record "$step" --status skipped --seconds 0 \
+            --error "an earlier step it needs failed"
+        continue
+    fi
+    echo "== $step: ${PLAN[$step]}" | tee -a "$LOG"
+    rm -f "$WORK/build_status"
+    start=$EPOCHREALTIME
+    step_output="$WORK/$step.out"
+    "step_$step" 2>&1 | tee "$step_output" | tee -a "$LOG"
+    status=${PIPESTATUS[0]}
+    seconds=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+    if [ "$status" -eq 0 ]; then
+        result=$(cat "$WORK/build_status" 2>/dev/null || echo ok)
+        "$PYTHON" "$CHECK" --report "$REPORT" record "$step" --status "$result" --seconds "$seconds"
+    else
+        error=$(grep -hi "error" "$step_output" | tail -n 1)
+        "$PYTHON" "$CHECK" --report "$REPORT" record "$step" --status failed --seconds "$seconds" \
+            --error "${error:-exit status $status, see steps.log}"
+        if [[ $FATAL == *" $step "* ]]; then failed=fatal; else failed=1; fi
+    fi
+done
+echo "report: $REPORT"
+[ "$failed" = 0 ]
