@@ -348,7 +348,8 @@ def toy_training(report: Path, work: Path) -> None:
         update_report(report, "toy_training", {name: {
             "config": config, "iters": scalars[-1]["iter"], "seconds": round(seconds, 1),
             "seconds_per_iter": round(sum(per_iter) / len(per_iter), 4) if per_iter else None,
-            "max_memory_mib": max(s.get("memory", 0) for s in scalars), "first_loss": losses[0],
+            "max_memory_mib": max((s["memory"] for s in scalars if "memory" in s), default=None),
+            "first_loss": losses[0],
             "last_loss": losses[-1], "finite": all(map(math.isfinite, losses)),
         }})  # fmt: skip
 

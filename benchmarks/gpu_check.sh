@@ -12,8 +12,10 @@
 # Options:
 #   --bundle DIR   the carried wheels and mmcv's sdist (default: benchmarks/bundle)
 #   --work DIR     scratch space: the venv, the generated data, the work dirs (default: /tmp/eqlv2-gpu-check)
-#   --steps A,B    run only these steps (for example the checks again, on a machine still warm), adding
-#                  to an existing report instead of starting a new one
+#   --steps A,B    run only these steps, adding to an existing report instead of starting a new one: for
+#                  example, when a 10-minute call ends inside build_mmcv, the next call on the still warm
+#                  machine can go on with --steps build_mmcv,ops,eqlv2_loss,toy_training,lvis_timing (the
+#                  build resumes from its compiled objects in WORK)
 #   --dry-run      print the plan and the report's layout; build and run nothing
 # Environment: PYTHON (default python3, the interpreter that has the CUDA torch), OUT (the report and
 # logs go to $OUT when it is set, else to benchmarks/out): gpu_check.json, build_mmcv.log, steps.log.
@@ -57,6 +59,7 @@ while [ $# -gt 0 ]; do
 done
 
 VENV="$WORK/venv"
+MMCV_SRC="$WORK/${MMCV_SDIST%.tar.gz}"
 VPY="$VENV/bin/python"
 REPORT="$OUTDIR/gpu_check.json"
 LOG="$OUTDIR/steps.log"
@@ -68,7 +71,7 @@ declare -A PLAN=(
     [preflight]="$PYTHON gpu_check.py preflight: the bundle is complete, the image has the packages it is expected to have (gpu_check.py PREINSTALLED), torch sees a GPU, nvcc's CUDA major version is torch's; writes TORCH_CUDA_ARCH_LIST=<the card's capability, e.g. 9.0>"
     [venv]="$PYTHON -m venv --system-site-packages $VENV (and a .pth to $PYTHON's site-packages when $PYTHON is itself a venv), so the preinstalled torch is used"
     [install]="pip install ${PIP_OFFLINE[*]} -r benchmarks/gpu_bundle.txt; pip install --no-index --no-deps --no-build-isolation --ignore-requires-python $REPO (eqlv2 from the working tree)"
-    [build_mmcv]="FORCE_CUDA=1 MMCV_WITH_OPS=1 TORCH_CUDA_ARCH_LIST=<the card's> MAX_JOBS=\$(nproc) ($JOBS here) pip install ${PIP_OFFLINE[*]} --no-build-isolation $BUNDLE/sdist/$MMCV_SDIST (log: build_mmcv.log), skipped when the venv already has mmcv with CUDA operators; then eqlv2 doctor --require-gpu --json must pass"
+    [build_mmcv]="FORCE_CUDA=1 MMCV_WITH_OPS=1 TORCH_CUDA_ARCH_LIST=<the card's> MAX_JOBS=\$(nproc) ($JOBS here) pip install ${PIP_OFFLINE[*]} --no-build-isolation $MMCV_SRC (unpacked from $BUNDLE/sdist/$MMCV_SDIST, kept between runs; log: build_mmcv.log), skipped when the venv already has mmcv with CUDA operators; then eqlv2 doctor --require-gpu --json must pass"
     [ops]="gpu_check.py ops: mmcv RoIAlign forward and backward, nms and batched_nms on CUDA against the CPU"
     [eqlv2_loss]="gpu_check.py eqlv2-loss: EQLv2 (1203 classes) loss, gradient and pos_grad/neg_grad/pos_neg statistics over 5 iterations on CUDA against the CPU"
     [toy_training]="gpu_check.py toy-training: eqlv2 make-toy, then eqlv2 train --max-iters 200 on the GPU for the toy baseline (CE) and EQLv2"
@@ -80,7 +83,11 @@ step_preflight() {
 }
 
 step_venv() {
-    "$PYTHON" -m venv --system-site-packages "$VENV" || return
+    if ! "$PYTHON" -m venv --system-site-packages "$VENV"; then
+        # an interpreter without ensurepip: a venv without pip, run by PYTHON's own pip (pip --python)
+        rm -rf "$VENV"
+        "$PYTHON" -m venv --system-site-packages --without-pip "$VENV" || return
+    fi
     if ! "$VPY" -c "import torch" 2>/dev/null; then
         # PYTHON is itself a venv: --system-site-packages reaches its base interpreter, not its torch.
         local purelib
@@ -90,9 +97,13 @@ step_venv() {
     "$VPY" -c "import torch; assert torch.cuda.is_available(), 'the venv sees no GPU'; print(torch.__file__)"
 }
 
+pip_in_venv() {
+    if [ -x "$VENV/bin/pip" ]; then "$VPY" -m pip "$@"; else "$PYTHON" -m pip --python "$VPY" "$@"; fi
+}
+
 step_install() {
-    "$VPY" -m pip install --quiet "${PIP_OFFLINE[@]}" -r "$HERE/gpu_bundle.txt" || return
-    "$VPY" -m pip install --quiet --no-index --no-deps --no-build-isolation --ignore-requires-python "$REPO"
+    pip_in_venv install --quiet "${PIP_OFFLINE[@]}" -r "$HERE/gpu_bundle.txt" || return
+    pip_in_venv install --quiet --no-index --no-deps --no-build-isolation --ignore-requires-python "$REPO"
 }
 
 step_build_mmcv() {
@@ -103,10 +114,13 @@ step_build_mmcv() {
         echo "mmcv with CUDA operators is already in $VENV: not rebuilt"
         echo reused > "$WORK/build_status"
     else
+        # Built in a source tree under WORK, not in pip's temporary folder: a run cut short keeps its
+        # compiled objects, and a rerun on the same machine compiles only what is missing (ninja).
+        [ -d "$MMCV_SRC" ] || tar -xzf "$BUNDLE/sdist/$MMCV_SDIST" -C "$WORK" || return
         echo "building mmcv: TORCH_CUDA_ARCH_LIST=$arch MAX_JOBS=$JOBS (log: $OUTDIR/build_mmcv.log)"
         if ! FORCE_CUDA=1 MMCV_WITH_OPS=1 TORCH_CUDA_ARCH_LIST=$arch MAX_JOBS=$JOBS \
-            "$VPY" -m pip install "${PIP_OFFLINE[@]}" --no-build-isolation "$BUNDLE/sdist/$MMCV_SDIST" \
-            > "$OUTDIR/build_mmcv.log" 2>&1; then
+            pip_in_venv install "${PIP_OFFLINE[@]}" --no-build-isolation "$MMCV_SRC" \
+            >> "$OUTDIR/build_mmcv.log" 2>&1; then
             tail -n 30 "$OUTDIR/build_mmcv.log"
             echo "gpu_check: error: mmcv's build failed (the end of build_mmcv.log is above)"
             return 1
@@ -138,6 +152,7 @@ mkdir -p "$OUTDIR" "$WORK" || exit 1
 if [ ${#SELECTED[@]} -eq ${#STEPS[@]} ]; then  # a whole run starts a new report and log
     "$PYTHON" "$CHECK" layout > "$REPORT" || exit 1
     : > "$LOG"
+    rm -f "$OUTDIR/build_mmcv.log"
 fi
 export PATH="$VENV/bin:$PATH" PYTHONUNBUFFERED=1
 
