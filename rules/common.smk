@@ -148,6 +148,8 @@ def get_train_args(wildcards, input):
     args = [f"--load-from {input.init}"] if "init" in input.keys() else []
     if config["train"]["max_iters"] is not None:
         args.append(f"--max-iters {config['train']['max_iters']}")
+    if config["train"]["amp"]:
+        args.append("--amp")
     if config["train"]["cfg_options"]:
         args.append("--cfg-options " + " ".join(config["train"]["cfg_options"]))
     return " ".join(args)

@@ -10,7 +10,8 @@ from mmengine.fileio import get_file_backend
 
 from eqlv2.checkpoint import load_checkpoint
 from eqlv2.engine.atomic_backend import BACKEND_NAME, AtomicLocalBackend
-from eqlv2.tools.train import latest_checkpoint, train, write_checkpoints_atomically
+from eqlv2.engine.run import latest_checkpoint, write_checkpoints_atomically
+from eqlv2.engine.training import train
 
 
 def test_a_write_that_dies_leaves_the_previous_file_and_no_partial_one(tmp_path, monkeypatch):

@@ -30,6 +30,9 @@ train_dataloader = dict(
         data_root=data_root,
         ann_file='annotations/train.json',
         data_prefix=dict(img='images/train/')))
+# The global batch, 8 GPUs x 2 images as the original: `eqlv2 train` gives each of N processes 16 / N
+# images, so fewer GPUs keep the original's batch, lr and schedule.
+auto_scale_lr = dict(enable=False, base_batch_size=16)
 test_dataloader = dict(
     dataset=dict(
         data_root=data_root,

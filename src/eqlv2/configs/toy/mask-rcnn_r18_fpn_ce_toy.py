@@ -67,6 +67,9 @@ train_dataloader = dict(
     num_workers=1,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(_delete_=True, **train_dataset))  # no RFS wrapper: images are sampled uniformly
+# The global batch: 4 images per optimizer step.  `eqlv2 train` gives each of N processes 4 / N of them
+# (batch_size above is the one-process share), so a 2-process run trains the same schedule.
+auto_scale_lr = dict(enable=False, base_batch_size=4)
 test_dataloader = dict(
     batch_size=4,
     num_workers=1,

@@ -188,7 +188,8 @@ class EQL(nn.Module):
         assert cls_score.dim() == 2 and cls_score.size(-1) == self.num_classes, (
             f"EQL expects (N, {self.num_classes}) logits, got {tuple(cls_score.shape)}"
         )
-        return self.loss_weight * eql_loss(cls_score, labels, self.tail, reduction)
+        # Float32 whatever autocast made of the logits (mixed precision), like the original's float32 run.
+        return self.loss_weight * eql_loss(cls_score.float(), labels, self.tail, reduction)
 
     def get_cls_channels(self, num_classes: int) -> int:
         """C class logits, no background logit."""

@@ -25,6 +25,8 @@ Where it departs from the original, and why:
   (``EQLV2Loss``) sets none of them; see ``tests/test_eqlv2_distributed.py``.
 * ``reduction_override='sum'`` and ``'none'`` are honoured (the original ignored the argument); the default
   ``'mean'`` is the original's sum over the RoIs divided by N.
+* Under mixed precision the logits arrive in float16/bfloat16; the weights, the loss and the statistics are
+  computed in float32 (the original ran in float32 only).
 """
 
 from __future__ import annotations
@@ -215,9 +217,11 @@ class EQLv2(nn.Module):
         )
 
         pos_w, neg_w = self.get_weights()
-        dtype = cls_score.dtype
-        loss = self.loss_weight * eqlv2_loss(cls_score, labels, pos_w.to(dtype), neg_w.to(dtype), reduction)
-        self.collect_grad(cls_score, labels, pos_w, neg_w)  # in float32, whatever the logits' dtype
+        # Float32 whatever autocast made of the logits (mixed precision): in float16/bfloat16 the weights
+        # 1 + alpha * (1 - q) would be rounded, and so would the loss and the statistics built on them.
+        logits = cls_score.float()
+        loss = self.loss_weight * eqlv2_loss(logits, labels, pos_w, neg_w, reduction)
+        self.collect_grad(logits, labels, pos_w, neg_w)
         return loss
 
     @torch.no_grad()

@@ -194,12 +194,15 @@ class GroupSoftmax(nn.Module):
             f"GroupSoftmax expects (N, {self.num_channels}) logits, got {tuple(cls_score.shape)}"
         )
         remapped = self.group_labels(labels)
-        mask = self.sample_mask(labels).to(cls_score.dtype)
+        # Float32 whatever autocast made of the logits (mixed precision): a bfloat16 mask would count the
+        # kept RoIs of a group (the normaliser) only up to 256 exactly.
+        logits = cls_score.float()
+        mask = self.sample_mask(labels)
         per_group = []
         for g in range(self.num_groups):
-            ce = F.cross_entropy(cls_score[:, self.group_slice(g)], remapped[g], reduction="none")
+            ce = F.cross_entropy(logits[:, self.group_slice(g)], remapped[g], reduction="none")
             per_group.append(ce * mask[g])
-        losses = torch.stack(per_group) if per_group else cls_score.new_zeros(0, cls_score.size(0))
+        losses = torch.stack(per_group) if per_group else logits.new_zeros(0, logits.size(0))
         if reduction == "none":
             return self.loss_weight * losses
         if reduction == "sum":

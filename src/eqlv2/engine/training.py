@@ -1,0 +1,112 @@
+"""Training one config with mmengine's Runner, resuming from the work dir when it can.
+
+A rerun of the same call after an interruption (preemption, a killed job) continues from the last
+checkpoint in the work dir: that is what makes rerunning a Snakemake rule cheap.  Only the same run is
+resumed (:mod:`eqlv2.engine.run`).  The config's global batch is divided over the processes
+(:mod:`eqlv2.engine.batch`), so fewer GPUs train with the paper's batch; a run resumed on another number
+of processes therefore continues with the same global batch.  The finished model is copied to ``out``
+atomically, so the presence of ``out`` means training completed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mmengine.runner import Runner
+
+from eqlv2.checkpoint import allow_mmengine_checkpoints
+from eqlv2.compat import import_lvis
+from eqlv2.config import load_run_config
+from eqlv2.distributed import prepare_launcher
+from eqlv2.engine.batch import BatchSplit, launch_world_size, sets_per_process_batch, split_global_batch
+from eqlv2.engine.precision import require_amp_device, use_amp_optim_wrapper
+from eqlv2.engine.run import (
+    check_init_checkpoint,
+    latest_checkpoint,
+    prepare_work_dir,
+    run_fingerprint,
+    wait_for_work_dir,
+    write_checkpoints_atomically,
+)
+from eqlv2.engine.schedule import rescale_schedule
+from eqlv2.io import atomic_copy
+
+
+def _learning_rate_note(cfg, split: BatchSplit) -> str | None:
+    """A warning when the batch differs from the one the learning rate is for and nothing rescales it."""
+    auto = cfg.get("auto_scale_lr") or {}
+    base = auto.get("base_batch_size")
+    if base is None or base == split.global_batch or auto.get("enable", False):
+        return None
+    return (
+        f"eqlv2: the learning rate is for a global batch of {base} (auto_scale_lr.base_batch_size) but this "
+        f"run's is {split.global_batch}; set auto_scale_lr.enable=True to scale it linearly"
+    )
+
+
+def train(
+    config: str | Path,
+    work_dir: str | Path,
+    out: str | Path,
+    data_root: str | Path | None = None,
+    cfg_options: dict | None = None,
+    max_iters: int | None = None,
+    launcher: str = "none",
+    load_from: str | Path | None = None,
+    amp: bool = False,
+) -> Path:
+    """Train ``config``, resuming from ``work_dir`` if it holds a checkpoint of this run; return ``out``.
+
+    ``load_from`` (a surgery checkpoint, for decoupled training) initialises a fresh run only.  ``amp``
+    trains with mmengine's ``AmpOptimWrapper`` (a CUDA GPU is required).
+    """
+    allow_mmengine_checkpoints()
+    import_lvis()
+    cfg = load_run_config(config, data_root, cfg_options, split="train")
+    if max_iters is not None:
+        rescale_schedule(cfg, max_iters)
+    if amp:
+        require_amp_device()
+        use_amp_optim_wrapper(cfg)
+    split = split_global_batch(
+        cfg, launch_world_size(launcher), sets_per_process_batch(cfg_options), source=str(config)
+    )
+    cfg.work_dir = str(work_dir)
+    prepare_launcher(cfg, launcher)
+    write_checkpoints_atomically(cfg)
+    if load_from is not None and not Path(load_from).is_file():
+        raise FileNotFoundError(f"checkpoint {load_from} does not exist")
+    fingerprint = run_fingerprint(cfg, load_from, split.global_batch)
+    stale = None
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun sets RANK; the process group does not exist yet
+        stale = prepare_work_dir(Path(work_dir), fingerprint)
+    else:
+        wait_for_work_dir(Path(work_dir), fingerprint)
+    latest = latest_checkpoint(work_dir)
+    if latest:
+        # Resume this run; `load_from` of the config (a surgery checkpoint) only seeds a fresh run.
+        cfg.resume = True
+        cfg.load_from = latest
+    else:
+        cfg.resume = False
+        if load_from is not None:
+            cfg.load_from = str(load_from)
+    runner = Runner.from_cfg(cfg)
+    runner.logger.info(f"eqlv2: {split}")
+    if note := _learning_rate_note(cfg, split):
+        runner.logger.warning(note)
+    if stale:
+        runner.logger.info(f"eqlv2: {work_dir} held another run's checkpoints; moved them to {stale}")
+    if latest:
+        runner.logger.info(f"eqlv2: resuming from {latest}")
+    elif load_from is not None:
+        check_init_checkpoint(runner.model, load_from)
+    runner.train()
+    if runner.rank != 0:  # rank 0 writes the checkpoints, and publishes the final one
+        return Path(out)
+    final = latest_checkpoint(work_dir)
+    if final is None:
+        raise RuntimeError(f"training finished but {work_dir} holds no checkpoint")
+    atomic_copy(final, out)
+    return Path(out)
