@@ -155,7 +155,9 @@ def trainable(key: str, method: str) -> bool:
 
 LWS_OPEN = "LWS: fc_cls.scales identical in iter_1.pth and iter_2.pth (all 1.0); not yet explained"
 LVIS_PARAMS = [
-    pytest.param(m, id=LVIS.format(m), marks=[pytest.mark.xfail(strict=True, reason=LWS_OPEN)] if m == "lws" else [])
+    pytest.param(
+        m, id=LVIS.format(m), marks=[pytest.mark.xfail(strict=True, reason=LWS_OPEN)] if m == "lws" else []
+    )
     for m in LVIS_CONFIGS
 ]
 
