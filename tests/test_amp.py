@@ -1,0 +1,182 @@
+"""Mixed precision (`train.amp: true`, `eqlv2 train --amp`): mmengine's AmpOptimWrapper, losses in float32.
+
+Under ``torch.autocast`` the classifier's logits arrive in float16 (CUDA) or bfloat16 (CPU).  The losses of
+this package compute their weights, reductions and EQLv2's gradient statistics in float32 from those
+logits, as the original did in its float32 runs: a bfloat16 EQLv2 weight ``1 + alpha * (1 - q)`` keeps
+8 bits of mantissa, and a bfloat16 count of kept RoIs stops being exact above 256.  CPU autocast with
+bfloat16 is what this machine can run, and it exercises the same casts as CUDA's float16.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from eqlv2.config import resolve_config
+from eqlv2.engine.precision import require_amp_device, use_amp_optim_wrapper
+
+from .conftest import REPO
+from .launch_helpers import eqlv2_command, eqlv2_env
+from .workflow_helpers import env
+
+EQLV2_TOY = "toy/mask-rcnn_r18_fpn_eqlv2-loss_toy.py"
+C = 3
+BG = C
+
+
+def _write_ann(path: Path) -> str:
+    """Three classes with the fields EQL and GroupSoftmax read, annotated in 10 training images."""
+    categories = [
+        {"id": 1, "name": "a", "image_count": 8, "instance_count": 50},
+        {"id": 2, "name": "b", "image_count": 2, "instance_count": 3},
+        {"id": 3, "name": "c", "image_count": 1, "instance_count": 2000},
+    ]
+    annotations = [{"id": i, "image_id": i, "category_id": 1} for i in range(1, 11)]
+    path.write_text(json.dumps({"categories": categories, "annotations": annotations, "images": []}))
+    return str(path)
+
+
+def _build(kind: str, ann: str):
+    if kind == "EQLv2":
+        return MODELS.build(dict(type="EQLv2", num_classes=C))
+    if kind == "EQL":
+        return MODELS.build(dict(type="EQL", num_classes=C, lambda_=0.25, ann_file=ann))
+    return MODELS.build(dict(type="GroupSoftmax", num_classes=C, ann_file=ann))
+
+
+def _autocast_logits(kind: str, loss) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Features, a classifier and labels; returns (features, labels, the classifier's weight)."""
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(300, 16, generator=gen)
+    weight = torch.randn(loss.get_cls_channels(C), 16, generator=gen, requires_grad=True)
+    labels = torch.randint(0, C + 1, (300,), generator=gen)
+    labels[:4] = torch.tensor([0, 1, 2, BG])
+    return features, labels, weight
+
+
+@pytest.mark.parametrize("kind", ["EQLv2", "EQL", "GroupSoftmax"])
+def test_under_autocast_the_loss_is_float32_and_that_of_the_logits_in_float32(kind, tmp_path):
+    ann = _write_ann(tmp_path / "ann.json")
+    amp_loss, reference = _build(kind, ann), _build(kind, ann)
+    features, labels, weight = _autocast_logits(kind, amp_loss)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = features @ weight.t()
+        assert logits.dtype == torch.bfloat16  # what the classifier hands the loss under autocast
+        value = amp_loss(logits, labels)
+    assert value.dtype == torch.float32
+    # Exactly the float32 computation on the same (bfloat16-rounded) logits: nothing else is rounded.
+    expected = reference(logits.detach().float(), labels)
+    assert value.item() == expected.item()
+    value.backward()
+    assert weight.grad is not None and torch.isfinite(weight.grad).all() and weight.grad.abs().sum() > 0
+    if kind == "EQLv2":
+        for stat in ("pos_grad", "neg_grad", "pos_neg"):
+            ours, theirs = getattr(amp_loss, stat), getattr(reference, stat)
+            assert ours.dtype == torch.float32
+            assert torch.equal(ours, theirs), stat
+
+
+def test_eqlv2_weights_in_bfloat16_would_be_rounded():
+    """Why the cast matters: the positive weight 1 + alpha (1 - q) at q = 0.3 is 3.8 in float32 and
+    3.796875 in bfloat16; a loss computed at the logits' precision would train with the rounded one."""
+    weight = 1 + 4.0 * (1 - torch.tensor(0.3))
+    assert weight.item() == pytest.approx(3.8, abs=1e-6)
+    assert weight.to(torch.bfloat16).item() == 3.796875
+
+
+def test_the_toy_eqlv2_box_head_under_cpu_autocast_has_float32_losses_and_statistics():
+    """The real head of the toy EQLv2 config (shared FCs, fc_cls with C + 1 channels, mmdet's loss plumbing
+    and the custom accuracy) on RoI features under autocast, as AmpOptimWrapper runs it.  (The whole
+    detector cannot run under CPU autocast: mmcv's CPU nms has no bfloat16 kernel; CUDA's has float16.)"""
+    init_default_scope("mmdet")
+    cfg = Config.fromfile(str(resolve_config(EQLV2_TOY)))
+    torch.manual_seed(0)
+    head = MODELS.build(cfg.model.roi_head.bbox_head)
+    head.init_weights()
+    num_classes, num_rois = head.num_classes, 64
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(num_rois, head.in_channels, *head.roi_feat_size, generator=gen)
+    labels = torch.randint(0, num_classes + 1, (num_rois,), generator=gen)
+    rois = torch.cat([torch.zeros(num_rois, 1), torch.rand(num_rois, 4, generator=gen) * 64], dim=1)
+    targets = torch.randn(num_rois, 4, generator=gen)
+    weights = (labels < num_classes).float()[:, None].expand(-1, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cls_score, bbox_pred = head(features)
+        assert cls_score.dtype == torch.bfloat16 and cls_score.size(1) == num_classes + 1
+        losses = head.loss(cls_score, bbox_pred, rois, labels, torch.ones(num_rois), targets, weights)
+    loss_cls = head.loss_cls
+    assert losses["loss_cls"].dtype == torch.float32
+    assert loss_cls.pos_grad.dtype == loss_cls.neg_grad.dtype == torch.float32
+    assert loss_cls.pos_grad.shape == (num_classes,) and loss_cls.neg_grad.sum() > 0
+    # The statistics are those of the float32 computation on the same bfloat16 logits.
+    reference = MODELS.build(cfg.model.roi_head.bbox_head.loss_cls)
+    reference(cls_score.detach().float(), labels)
+    assert torch.equal(loss_cls.pos_grad, reference.pos_grad)
+    assert torch.equal(loss_cls.neg_grad, reference.neg_grad)
+    (losses["loss_cls"] + losses["loss_bbox"]).backward()
+    grad = head.fc_cls.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "name", ["lvis_v1/mask-rcnn_r50_fpn_eqlv2-loss_ms-1x_lvis-v1.py", "toy/mask-rcnn_r18_fpn_ce_toy.py"]
+)
+def test_amp_swaps_the_wrapper_and_keeps_the_optimizer(name):
+    cfg = Config.fromfile(str(resolve_config(name)))
+    before = cfg.optim_wrapper.to_dict()
+    use_amp_optim_wrapper(cfg)
+    after = cfg.optim_wrapper.to_dict()
+    assert after.pop("type") == "AmpOptimWrapper" and after.pop("loss_scale") == "dynamic"
+    before.pop("type", None)
+    assert after == before  # optimizer, clipping, parameter-wise settings unchanged
+
+
+def test_amp_leaves_an_amp_config_alone_and_refuses_another_wrapper():
+    cfg = Config(dict(optim_wrapper=dict(type="AmpOptimWrapper", loss_scale=512.0, optimizer={})))
+    use_amp_optim_wrapper(cfg)
+    assert cfg.optim_wrapper.loss_scale == 512.0
+    other = Config(dict(optim_wrapper=dict(type="ApexOptimWrapper", optimizer={})))
+    with pytest.raises(ValueError, match="--amp replaces optim_wrapper.type OptimWrapper, but the config "
+                                         "has 'ApexOptimWrapper'"):  # fmt: skip
+        use_amp_optim_wrapper(other)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_amp_without_a_gpu_is_one_line_and_writes_nothing(small_toy, tmp_path):
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        require_amp_device()
+    command = eqlv2_command(
+        1, "train", EQLV2_TOY, "--data-root", str(small_toy), "--work-dir", str(tmp_path / "work"),
+        "--out", str(tmp_path / "model.pth"), "--amp",
+    )  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=eqlv2_env(), timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "eqlv2 train: error: --amp (train.amp: true) needs a CUDA GPU: mmengine's AmpOptimWrapper refuses "
+        "to run without one; train without --amp on this machine"
+    )
+    assert not (tmp_path / "work").exists() and not (tmp_path / "model.pth").exists()
+
+
+def test_train_amp_in_the_workflow_config_adds_amp_to_every_training_job(tmp_path):
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    plans = {}
+    for amp in ("false", "true"):
+        overlay = tmp_path / f"amp-{amp}.yaml"
+        overlay.write_text(f"train: {{max_iters: null, cfg_options: [], amp: {amp}}}\n")
+        command = [snakemake, "--profile", "slurm", "--configfile", "config/lvis_v1.yaml", str(overlay),
+                   "-n", "-p", "--forceall", "all"]  # fmt: skip
+        result = subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        plans[amp] = re.findall(r"\nrule train:\n(?:    .*\n)*?Shell command: ([^\n]*)", result.stdout)
+    assert len(plans["true"]) == len(plans["false"]) == 8
+    assert all(" --amp" in c for c in plans["true"]) and not any(" --amp" in c for c in plans["false"])
