@@ -38,7 +38,7 @@ from .conftest import REPO
 from .launch_helpers import eqlv2_command, eqlv2_env, run_eqlv2, save_initial_weights
 
 CONFIG_DIR = REPO / "src/eqlv2/configs"
-CONFIGS = sorted(p.relative_to(CONFIG_DIR) for p in CONFIG_DIR.glob("*/*.py"))
+CONFIGS = sorted(p.relative_to(CONFIG_DIR) for p in CONFIG_DIR.glob("*/*.py") if p.parent.name != "_base_")
 EQLV2_TOY = "toy/mask-rcnn_r18_fpn_eqlv2-loss_toy.py"
 
 
