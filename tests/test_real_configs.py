@@ -153,13 +153,7 @@ def trainable(key: str, method: str) -> bool:
     return key.startswith(TRAINABLE[method])
 
 
-LWS_OPEN = "LWS: fc_cls.scales identical in iter_1.pth and iter_2.pth (all 1.0); not yet explained"
-LVIS_PARAMS = [
-    pytest.param(
-        m, id=LVIS.format(m), marks=[pytest.mark.xfail(strict=True, reason=LWS_OPEN)] if m == "lws" else []
-    )
-    for m in LVIS_CONFIGS
-]
+LVIS_PARAMS = [pytest.param(m, id=LVIS.format(m)) for m in LVIS_CONFIGS]
 
 
 @pytest.mark.parametrize("method", LVIS_PARAMS)
@@ -240,10 +234,45 @@ def test_rescale_schedule_keeps_the_real_schedule_in_proportion(config, max_iter
     factor = max_iters / old
     warmup, steps = cfg.param_scheduler
     assert cfg.train_cfg.max_iters == max_iters and steps["end"] == max_iters
-    assert warmup["end"] == max(1, round(old_end * factor))
+    assert warmup["end"] == min(max(2, round(old_end * factor)), max_iters)  # a warm-up that ends
     assert steps["milestones"] == [max(1, round(m * factor)) for m in old_milestones]
-    assert 1 <= warmup["end"] <= steps["milestones"][0] <= steps["milestones"][-1] <= max_iters
+    assert (
+        1 <= warmup["end"] <= max_iters
+        and 1 <= steps["milestones"][0] <= steps["milestones"][-1] <= max_iters
+    )
     assert steps["milestones"] == sorted(steps["milestones"])
     if max_iters >= 1000:  # enough resolution: the steps are strictly ordered and below the end
         assert warmup["end"] < steps["milestones"][0] < steps["milestones"][1] < max_iters
 
+
+@pytest.mark.parametrize("config", [LVIS.format("lws"), OI.format("r50_fpn_eqlv2-loss")])
+def test_a_rescaled_warm_up_reaches_the_base_learning_rate(config, lvis_root, oi_root):
+    """mmengine's schedulers stepped through the rescaled schedule: after the warm-up the lr is the
+    config's (a warm-up rescaled to one iteration would stay at 0.001 x lr for the whole run)."""
+    from mmengine.optim.scheduler import LinearLR, MultiStepLR
+
+    cfg = load_run_config(config, lvis_root if config.startswith("lvis") else oi_root)
+    rescale_schedule(cfg, 4)
+    warmup, steps = (dict(s) for s in cfg.param_scheduler)
+    base_lr = cfg.optim_wrapper.optimizer.lr
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
+    schedulers = [LinearLR(optimizer, **{k: v for k, v in warmup.items() if k != "type"}),
+                  MultiStepLR(optimizer, **{k: v for k, v in steps.items() if k != "type"})]  # fmt: skip
+    lrs = []
+    for _ in range(4):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        for scheduler in schedulers:
+            scheduler.step()
+    assert lrs[0] == pytest.approx(base_lr * warmup["start_factor"])
+    assert lrs[warmup["end"]] == pytest.approx(base_lr * steps["gamma"] ** sum(
+        m <= warmup["end"] for m in steps["milestones"]))  # fmt: skip
+
+
+def test_max_iters_on_an_epoch_based_config_is_one_line(lvis_root):
+    cfg = load_run_config(LVIS.format("eqlv2-loss"), lvis_root)
+    with pytest.raises(ValueError) as err:
+        rescale_schedule(cfg, 100)
+    assert str(err.value) == (
+        "--max-iters needs an iteration-based schedule, but train_cfg is 'EpochBasedTrainLoop' with "
+        "max_epochs=12; shorten it with --cfg-options train_cfg.max_epochs=N"
+    )
