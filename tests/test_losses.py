@@ -623,3 +623,15 @@ def test_in_shared2fc_bbox_head(kind, ann3):
         test_cfg = ConfigDict(score_thr=0.0, nms=dict(type="nms", iou_threshold=0.5), max_per_img=10)
         dets = head.predict_by_feat((rois,), (cls_score,), (bbox_pred,), metas, rcnn_test_cfg=test_cfg)[0]
     assert len(dets) <= 10 and bool((dets.labels < C).all())
+
+
+def test_the_configs_sigmoid_prior_fragment_is_the_packages_init():
+    """The configs inherit the prior from configs/_base_/sigmoid_prior_init.py; it is the same list."""
+    from mmengine.config import Config
+
+    from eqlv2.config import resolve_config
+
+    fragment = Config.fromfile(str(resolve_config("_base_/sigmoid_prior_init.py")))
+    assert fragment.to_dict()["sigmoid_prior_init_cfg"] == SIGMOID_PRIOR_INIT_CFG
+    eqlv2 = Config.fromfile(str(resolve_config("lvis_v1/mask-rcnn_r50_fpn_eqlv2-loss_ms-1x_lvis-v1.py")))
+    assert eqlv2.model.roi_head.bbox_head.init_cfg == SIGMOID_PRIOR_INIT_CFG

@@ -10,18 +10,16 @@ into ``bias_init_with_prob(bias_prob)``; an ``override`` entry holding only ``na
 entry's arguments (an override with extra arguments must also name its ``type``).  Passing an ``init_cfg``
 replaces the head's default list, so the fc_reg and shared-fc entries of the default are repeated here.
 
-In a config, copy the literal, which keeps the config self-contained.  (A text config may also
-``from eqlv2.models import SIGMOID_PRIOR_INIT_CFG``: mmengine 0.10.7 executes the import, but the name then
-also shows up as a top-level key of the dumped config.)::
+The package's configs inherit it from one fragment, ``configs/_base_/sigmoid_prior_init.py``, listed
+next to their parent::
 
-    bbox_head=dict(
-        init_cfg=[
-            dict(type='Normal', std=0.01, bias_prob=0.001, override=dict(name='fc_cls')),
-            dict(type='Normal', std=0.001, override=dict(name='fc_reg')),
-            dict(type='Xavier', distribution='uniform',
-                 override=[dict(name='shared_fcs'), dict(name='cls_fcs'), dict(name='reg_fcs')]),
-        ],
-        loss_cls=dict(type='EQLv2', num_classes=1203))
+    _base_ = ['./mask-rcnn_r50_fpn_ce_ms-1x_lvis-v1.py', '../_base_/sigmoid_prior_init.py']
+    model = dict(roi_head=dict(bbox_head=dict(
+        init_cfg={{_base_.sigmoid_prior_init_cfg}},
+        loss_cls=dict(type='EQLv2', num_classes=1203))))
+
+``SIGMOID_PRIOR_INIT_CFG`` below is the same list, for code that builds heads directly (tests check that
+the two agree).
 
 Use the default init (no ``init_cfg``) for the softmax losses, GroupSoftmax included.
 """
