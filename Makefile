@@ -15,15 +15,24 @@ setup: $(STAMP)
 
 # mmcv 2.1.0 ships no wheel for torch 2.13, so its ops are compiled here (about 10 minutes on 2 cores,
 # once: pip caches the wheel).  Its build imports torch (hence --no-build-isolation and torch first)
-# and setuptools' old pkg_resources (hence setuptools<70 while it builds); `pip install -e .` then
-# moves setuptools back into the range torch and mmengine need.
+# and setuptools' pkg_resources, gone in setuptools 82, while torch 2.13 asks for setuptools>=77.0.3:
+# hence the range below, which both accept.
+# With a CUDA torch, src/eqlv2/cuda_build.py sets FORCE_CUDA, TORCH_CUDA_ARCH_LIST and CUDA_HOME (or stops
+# with one line when nvcc's CUDA major is not torch's), so that a login node without a GPU compiles the
+# CUDA operators too; with a CPU torch (here) it sets nothing.  TORCH_INDEX_URL chooses the torch variant,
+# e.g. make setup TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 for an older driver (README).
+TORCH_INDEX_URL ?=
+TORCH_INDEX := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL) --extra-index-url https://pypi.org/simple,)
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "eqlv2 needs Python 3.11"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0 numpy wheel ninja psutil
-	$(BIN)/pip install --quiet "setuptools<70"
-	MMCV_WITH_OPS=1 MAX_JOBS=$(CORES) $(BIN)/pip install --quiet --no-build-isolation mmcv==2.1.0
+	$(BIN)/pip install --quiet $(TORCH_INDEX) torch==2.13.0
+	$(BIN)/pip install --quiet numpy wheel ninja psutil "setuptools>=77.0.3,<82"
+	$(BIN)/python src/eqlv2/cuda_build.py env --cuda-home $(VENV)/cuda-home > $(VENV)/cuda-build.env
+	@cat $(VENV)/cuda-build.env
+	. $(VENV)/cuda-build.env && MMCV_WITH_OPS=1 MAX_JOBS=$(CORES) \
+	  $(BIN)/pip install --quiet --no-build-isolation mmcv==2.1.0
 	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/python -c "from mmcv.ops import RoIAlign, nms; import mmdet, eqlv2"
 	touch $@
