@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.eqlv2-installed
 CORES ?= 2
 
-.PHONY: setup demo test lint clean-results gpu-bundle
+.PHONY: setup demo test lint clean-results gpu-bundle cuda-check
 
 setup: $(STAMP)
 
@@ -51,6 +51,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/snakefmt --check .
 	PATH="$(CURDIR)/$(BIN):$$PATH" snakemake --lint
+
+# Compile (only) mmcv 2.1.0's RoIAlign and nms CUDA sources and their bindings for sm_80 and sm_90 against
+# torch 2.13.0's CUDA build, with nvcc from NVIDIA's PyPI wheels; no GPU needed.  Downloads (about 2 GB)
+# stay in .cuda-check/ for reruns.  Ends with "compiled for sm_80 sm_90".
+cuda-check: $(STAMP)
+	$(BIN)/python src/eqlv2/cuda_build.py check --work .cuda-check
 
 # What benchmarks/gpu_check.sh carries to a GPU machine without network (benchmarks/bundle/, about 8 MB).
 gpu-bundle: $(STAMP)

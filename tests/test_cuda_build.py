@@ -182,3 +182,18 @@ def test_an_nvcc_wrapper_outside_a_toolkit_folder_is_passed_over(tmp_path):
     with pytest.raises(CudaBuildError, match="no CUDA toolkit found"):
         build_env("12.6", {"PATH": str(tmp_path / "bin")}, tmp_path, tmp_path / "home", install=False,
                   system_default=NO_TOOLKIT)  # fmt: skip
+
+
+def test_cuda_check_compiles_like_mmcvs_setup_for_a100_and_h100(tmp_path):
+    """The nvcc line `make cuda-check` runs: mmcv's CUDA define, C++17, machine code for sm_80 and sm_90;
+    the bindings (.cpp) go to the host compiler.  (The check itself runs in CI, after the tests.)"""
+    from eqlv2.cuda_build import CHECK_SOURCES, compile_command
+
+    csrc, include, home = tmp_path / "csrc", tmp_path / "torch/include", tmp_path / "cuda-home"
+    cu = compile_command(csrc / "pytorch/cuda/nms_cuda.cu", tmp_path / "o", csrc, include, home)
+    assert cu[0] == str(home / "bin/nvcc")
+    assert "-gencode=arch=compute_80,code=sm_80" in cu and "-gencode=arch=compute_90,code=sm_90" in cu
+    assert {"-DMMCV_WITH_CUDA", "-std=c++17", f"-I{csrc / 'common/cuda'}", f"-I{include}"} <= set(cu)
+    host = compile_command(csrc / "pytorch/cuda/cudabind.cpp", tmp_path / "o", csrc, include, home)
+    assert host[0] == "c++" and not any(flag.startswith("-gencode") for flag in host)
+    assert {"pytorch/cuda/roi_align_cuda.cu", "pytorch/cuda/nms_cuda.cu"} <= set(CHECK_SOURCES)

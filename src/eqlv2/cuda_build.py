@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,6 +178,118 @@ def build_env(
     }
 
 
+# --- make cuda-check: compile (only) the CUDA sources the detectors need, on a machine without a GPU ---
+
+#: mmcv 2.1.0's CUDA sources behind Mask R-CNN / Faster R-CNN on a GPU: RoIAlign forward and backward,
+#: nms (batched_nms), and the launcher bindings that call them (host code, compiled with the C++ compiler).
+CHECK_SOURCES = ("pytorch/cuda/roi_align_cuda.cu", "pytorch/cuda/nms_cuda.cu", "pytorch/cuda/cudabind.cpp")
+CHECK_ARCHS = ("8.0", "9.0")
+#: What the check downloads from PyPI, pinned: the CUDA build of the project's torch (its headers), the
+#: toolkit of its CUDA major (nvcc, and the cuBLAS/cuSPARSE/cuSOLVER headers ATen's CUDA headers include),
+#: and mmcv's source.
+CHECK_TORCH = "torch==2.13.0"
+CHECK_TOOLKIT = "cuda-toolkit[nvcc,cccl,cublas,cusparse,cusolver]==13.0.*"
+CHECK_MMCV = "mmcv==2.1.0"
+PYPI = "https://pypi.org/simple"
+
+
+def _pip(*args: str) -> None:
+    """pip from PyPI itself (``--isolated``: no local find-links or constraint may swap in a CPU torch)."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", *args, "--isolated", "--index-url", PYPI, "--quiet"], check=True
+    )
+
+
+def _torch_headers(work: Path) -> Path:
+    """torch's include folder from its CUDA wheel (the CPU wheel has no c10/cuda headers)."""
+    include = work / "torch-cuda" / "torch" / "include"
+    if (include / "c10" / "cuda").is_dir():
+        return include
+    wheels = work / "wheels"
+    _pip("download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
+         "--platform", "manylinux_2_28_x86_64", "--dest", str(wheels), CHECK_TORCH)  # fmt: skip
+    import zipfile
+
+    (wheel,) = sorted(wheels.glob("torch-2.13.0-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        members = [n for n in archive.namelist() if n.startswith("torch/include/")]
+        archive.extractall(work / "torch-cuda", members=members)
+    if not (include / "c10" / "cuda").is_dir():
+        raise CudaBuildError(f"{wheel.name} has no c10/cuda headers: not a CUDA build of torch")
+    return include
+
+
+def _mmcv_sources(work: Path) -> Path:
+    csrc = work / "mmcv-2.1.0" / "mmcv" / "ops" / "csrc"
+    if csrc.is_dir():
+        return csrc
+    # pip reads mmcv's metadata from its setup.py, which imports torch: the project's, not isolated.
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary=:all:",
+               "--no-build-isolation", "--dest", str(work / "sdist"), CHECK_MMCV]  # fmt: skip
+    subprocess.run(command, check=True)
+    import tarfile
+
+    with tarfile.open(work / "sdist" / "mmcv-2.1.0.tar.gz") as archive:
+        archive.extractall(work, filter="data")
+    return csrc
+
+
+def compile_command(source: Path, out: Path, csrc: Path, torch_include: Path, cuda_home: Path) -> list[str]:
+    """The compile of one mmcv source as torch's extension builder runs it for mmcv's setup.py."""
+    python_include = sysconfig.get_paths()["include"]
+    api = torch_include / "torch" / "csrc" / "api" / "include"
+    includes = [csrc / "pytorch", csrc / "common", csrc / "common" / "cuda", torch_include, api,
+                cuda_home / "include", python_include]  # fmt: skip
+    flags = [f"-I{path}" for path in includes] + [
+        "-DMMCV_WITH_CUDA", "-DTORCH_API_INCLUDE_EXTENSION_H", "-DTORCH_EXTENSION_NAME=_ext",
+        "-D_GLIBCXX_USE_CXX11_ABI=1", "-std=c++17", "-c", str(source), "-o", str(out),
+    ]  # fmt: skip
+    if source.suffix != ".cu":
+        return ["c++", "-fPIC", "-w", *flags]
+    gencode = [
+        f"-gencode=arch=compute_{a.replace('.', '')},code=sm_{a.replace('.', '')}" for a in CHECK_ARCHS
+    ]
+    nvcc_flags = ["-D__CUDA_NO_HALF_OPERATORS__", "-D__CUDA_NO_HALF_CONVERSIONS__",
+                  "-D__CUDA_NO_BFLOAT16_CONVERSIONS__", "-D__CUDA_NO_HALF2_OPERATORS__",
+                  "--expt-relaxed-constexpr", "--compiler-options", "-fPIC", "-w"]  # fmt: skip
+    return [str(cuda_home / "bin" / "nvcc"), *nvcc_flags, *gencode, *flags]
+
+
+def cuda_check(work: Path) -> list[str]:
+    """Compile :data:`CHECK_SOURCES` for :data:`CHECK_ARCHS`; return the architectures found in the objects.
+
+    Downloads are kept in ``work``, so a rerun only compiles.
+    """
+    from eqlv2.cuda_arch import fatbin_architectures
+
+    work.mkdir(parents=True, exist_ok=True)
+    torch_include = _torch_headers(work)
+    toolkit = pypi_toolkit_folder(work / "toolkit", 13)
+    if not (toolkit / "bin" / "nvcc").is_file():
+        _pip("install", "--target", str(work / "toolkit"), CHECK_TOOLKIT)
+    cuda_home = link_cuda_home(toolkit, work / "cuda-home", 13)
+    print(f"nvcc: CUDA {'.'.join(map(str, run_nvcc_version(cuda_home / 'bin' / 'nvcc')))} ({CHECK_TOOLKIT})")
+    csrc = _mmcv_sources(work)
+    found: set[str] = set()
+    for name in CHECK_SOURCES:
+        source, out = csrc / name, work / "objects" / (Path(name).name + ".o")
+        out.parent.mkdir(exist_ok=True)
+        started = time.monotonic()
+        result = subprocess.run(compile_command(source, out, csrc, torch_include, cuda_home),
+                                capture_output=True, text=True)  # fmt: skip
+        if result.returncode != 0:
+            raise CudaBuildError(f"{name} did not compile: {result.stderr.strip()[-1500:]}")
+        archs = fatbin_architectures(out) if source.suffix == ".cu" else []
+        found.update(archs)
+        kind = " ".join(archs) if archs else "host code"
+        print(f"{name}: {kind} ({time.monotonic() - started:.0f} s)")
+    wanted = [f"sm_{a.replace('.', '')}" for a in CHECK_ARCHS]
+    missing = [a for a in wanted if a not in found]
+    if missing:
+        raise CudaBuildError(f"the objects lack {' '.join(missing)} (found: {' '.join(sorted(found))})")
+    return sorted(found)
+
+
 def _shell(variables: dict[str, str]) -> str:
     return "".join(f"export {key}='{value}'\n" for key, value in variables.items())
 
@@ -186,7 +299,19 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     env_parser = sub.add_parser("env", help="print the shell assignments for mmcv's build")
     env_parser.add_argument("--cuda-home", default=".venv/cuda-home", help="where to link a PyPI toolkit")
+    check_parser = sub.add_parser(
+        "check", help="compile mmcv's RoIAlign and nms CUDA sources (no GPU needed)"
+    )
+    check_parser.add_argument("--work", default=".cuda-check", help="downloads and objects (kept for reruns)")
     args = parser.parse_args(argv)
+    if args.command == "check":
+        try:
+            archs = cuda_check(Path(args.work).absolute())
+        except (CudaBuildError, subprocess.CalledProcessError) as err:
+            print(f"cuda-check: error: {err}", file=sys.stderr)
+            return 1
+        print(f"compiled for {' '.join(archs)}")
+        return 0
     import torch  # the torch of the environment being set up
 
     site_packages = Path(sysconfig.get_paths()["purelib"])
