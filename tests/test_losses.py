@@ -13,11 +13,13 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mmdet.registry import MODELS
 from mmengine.config import ConfigDict
 
 import eqlv2.models  # noqa: F401  (registers the losses)
 from eqlv2.models import EQL, SIGMOID_PRIOR_INIT_CFG, EQLv2, GroupSoftmax, sigmoid_prior_init_cfg
+from eqlv2.models.losses.eqlv2 import eqlv2_weights
 
 C = 3
 BG = C
@@ -635,3 +637,208 @@ def test_the_configs_sigmoid_prior_fragment_is_the_packages_init():
     assert fragment.to_dict()["sigmoid_prior_init_cfg"] == SIGMOID_PRIOR_INIT_CFG
     eqlv2 = Config.fromfile(str(resolve_config("lvis_v1/mask-rcnn_r50_fpn_eqlv2-loss_ms-1x_lvis-v1.py")))
     assert eqlv2.model.roi_head.bbox_head.init_cfg == SIGMOID_PRIOR_INIT_CFG
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The fused implementations against plain autograd of the formulas, on larger batches
+# ---------------------------------------------------------------------------------------------------------
+# The losses compute their values, gradients and (EQLv2) statistics in custom autograd functions without
+# one-hot or weight matrices.  Here each is checked against the formula written the readable way: a
+# one-hot target, an (N, channels) weight matrix, torch's BCE / cross entropy and autograd's gradient.
+
+BIG_C = 40
+REDUCTIONS = ["mean", "sum", "none"]
+DTYPES = [torch.float32, torch.bfloat16]
+# bfloat16 logits get a bfloat16 gradient: the float32 gradients of the two computations agree to ~1e-7,
+# and their rounding to bfloat16 (8 significant bits) can then differ by one step.
+GRAD_TOL = {torch.float32: dict(rtol=1e-5, atol=1e-6), torch.bfloat16: dict(rtol=1.6e-2, atol=1e-5)}
+
+
+def _reduce(loss: torch.Tensor, reduction: str, num_rois: int) -> torch.Tensor:
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / max(num_rois, 1)
+
+
+def _long_tailed_batch(gen, num_rois: int, channels: int, labels_from: list[int], dtype):
+    """Logits spread like a classifier's, with saturated entries, and 40 % foreground labels drawn from
+    ``labels_from`` with a long tail (the first listed classes most often); the rest background."""
+    z = torch.randn(num_rois, channels, generator=gen) * 4 - 2
+    z[:2, :6] = torch.tensor([[60.0, -60.0, 25.0, -25.0, 90.0, -90.0]] * 2)  # softplus/exp at their limits
+    pick = (torch.rand(num_rois, generator=gen) ** 3 * len(labels_from)).long()
+    fg = torch.rand(num_rois, generator=gen) < 0.4
+    labels = torch.where(fg, torch.tensor(labels_from)[pick], BIG_C)
+    # labels_from = 0, 1, ...: a saturated positive (z = 60) and a saturated negative one (z = -60)
+    labels[:2] = torch.tensor(labels_from[:2])
+    return z.to(dtype), labels
+
+
+def _backward_both(got: torch.Tensor, want: torch.Tensor, gen) -> None:
+    """The same upstream gradient into both (a random one, so that 'none' is checked entry by entry)."""
+    upstream = torch.rand(want.shape, generator=gen) + 0.5
+    got.backward(upstream)
+    want.backward(upstream)
+
+
+class ReferenceEQLv2:
+    """EQLv2 as the paper states it, with autograd for the gradient and the closed form for the statistics."""
+
+    def __init__(self, num_classes: int, loss_weight: float) -> None:
+        self.num_classes, self.loss_weight = num_classes, loss_weight
+        self.pos_grad = torch.zeros(num_classes)
+        self.neg_grad = torch.zeros(num_classes)
+        self.pos_neg = torch.full((num_classes,), 100.0)
+
+    def __call__(self, z: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Tensor:
+        pos_w, neg_w = eqlv2_weights(self.pos_neg, gamma=12, mu=0.8, alpha=4.0)
+        logits = z.float()
+        y = F.one_hot(labels, self.num_classes + 1).float()
+        w = y * pos_w + (1 - y) * neg_w
+        loss = F.binary_cross_entropy_with_logits(logits, y, weight=w, reduction="none")
+        p = torch.sigmoid(logits.detach())
+        self.pos_grad = self.pos_grad + (y * w * (1 - p)).sum(0)[:-1]  # background channel not tracked
+        self.neg_grad = self.neg_grad + ((1 - y) * w * p).sum(0)[:-1]
+        self.pos_neg = self.pos_grad / (self.neg_grad + 1e-10)
+        return self.loss_weight * _reduce(loss, reduction, len(labels))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_eqlv2_fused_path_equals_autograd_of_the_formula_over_steps(reduction, dtype):
+    fast, reference = EQLv2(num_classes=BIG_C, loss_weight=1.5), ReferenceEQLv2(BIG_C, loss_weight=1.5)
+    gen = torch.Generator().manual_seed(11)
+    for _ in range(5):  # the statistics of each step set the weights of the next
+        z, labels = _long_tailed_batch(gen, 64, BIG_C + 1, list(range(BIG_C)), dtype)
+        z_fast, z_ref = z.clone().requires_grad_(), z.clone().requires_grad_()
+        got = fast(z_fast, labels, reduction_override=reduction)
+        want = reference(z_ref, labels, reduction)
+        assert got.dtype == torch.float32 and got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        _backward_both(got, want, gen)
+        assert z_fast.grad.dtype == dtype
+        torch.testing.assert_close(z_fast.grad, z_ref.grad, **GRAD_TOL[dtype])
+        for stat in ("pos_grad", "neg_grad", "pos_neg"):
+            torch.testing.assert_close(getattr(fast, stat), getattr(reference, stat), rtol=1e-5, atol=1e-7)
+    # The weights were far from plain BCE and spread out: positives boosted (the most-sampled class less),
+    # negatives damped.
+    pos_w, neg_w = fast.get_weights()
+    assert pos_w[:BIG_C].max() > 4.5 and pos_w[:BIG_C].min() < 2.5 and neg_w[:BIG_C].min() < 0.01
+
+
+def test_eqlv2_fused_path_handles_saturated_logits_like_torch_bce():
+    """Logits of +-90 (sigmoid is 0 or 1 in float32): finite loss and gradient, the values of torch's BCE."""
+    z = torch.tensor([[90.0, -90.0, 90.0, -90.0], [-90.0, 90.0, 0.0, 90.0]], requires_grad=True)
+    labels = torch.tensor([0, BG])  # positive at +90 (loss 0), negatives at +90 (loss 90 each)
+    loss = EQLv2(num_classes=C)(z, labels, reduction_override="sum")
+    target = torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 1]])
+    expected = F.binary_cross_entropy_with_logits(z.detach(), target, reduction="sum")
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6) and loss.item() == pytest.approx(
+        90 + math.log(2) + 90 + 0.0, rel=1e-6
+    )
+    loss.backward()
+    torch.testing.assert_close(z.grad, torch.sigmoid(z.detach()) - target)
+
+
+def reference_eql(z: torch.Tensor, labels: torch.Tensor, tail: torch.Tensor, reduction: str, loss_weight):
+    """EQL as the paper states it: the (N, C) weight 1 - E(r) T(f) (1 - y) on torch's BCE, autograd."""
+    logits = z.float()
+    num_classes = logits.size(1)
+    y = F.one_hot(labels, num_classes + 1)[:, :num_classes].float()
+    is_fg = (labels < num_classes).float()[:, None]
+    w = 1 - is_fg * tail[None, :] * (1 - y)
+    loss = F.binary_cross_entropy_with_logits(logits, y, weight=w, reduction="none")
+    return loss_weight * _reduce(loss, reduction, len(labels))
+
+
+@pytest.fixture
+def ann40(tmp_path) -> str:
+    """40 classes, 10 annotated images.  image_count (i % 5) + 1: classes with 1 or 2 images are EQL's
+    tail at lambda 0.25 (16 of 40).  instance_count 3 / 30 / 300 / 3000 by i % 4: ten classes in each of
+    the BAGS class groups g0..g3."""
+    cats = [
+        {"id": i + 1, "image_count": i % 5 + 1, "instance_count": (3, 30, 300, 3000)[i % 4]}
+        for i in range(BIG_C)
+    ]
+    return write_ann(tmp_path / "train40.json", cats, image_ids=list(range(1, 11)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_eql_fused_path_equals_autograd_of_the_formula(ann40, reduction, dtype):
+    fast = EQL(BIG_C, lambda_=0.25, ann_file=ann40, loss_weight=1.5)
+    assert int(fast.tail.sum()) == 16
+    gen = torch.Generator().manual_seed(12)
+    for _ in range(3):
+        z, labels = _long_tailed_batch(gen, 64, BIG_C, list(range(BIG_C)), dtype)
+        z_fast, z_ref = z.clone().requires_grad_(), z.clone().requires_grad_()
+        got = fast(z_fast, labels, reduction_override=reduction)
+        want = reference_eql(z_ref, labels, fast.tail, reduction, 1.5)
+        assert got.dtype == torch.float32 and got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        _backward_both(got, want, gen)
+        assert z_fast.grad.dtype == dtype
+        torch.testing.assert_close(z_fast.grad, z_ref.grad, **GRAD_TOL[dtype])
+        # a foreground RoI sends no negative gradient to a tail class; a background RoI does
+        tail = fast.tail.bool()
+        fg_rows = (labels < BIG_C).nonzero().squeeze(1)
+        negatives = torch.ones(len(labels), BIG_C, dtype=torch.bool)
+        negatives[fg_rows, labels[fg_rows]] = False
+        assert (z_fast.grad[fg_rows][:, tail][negatives[fg_rows][:, tail]] == 0).all()
+        assert (z_fast.grad[labels == BIG_C][:, tail] != 0).all()
+
+
+def reference_group_softmax(loss: GroupSoftmax, z, labels, mask, reduction: str) -> torch.Tensor:
+    """BAGS as the paper states it: torch's cross entropy on each group's slice, masked, autograd."""
+    logits = z.float()
+    remapped = loss.group_labels(labels)
+    per_group = []
+    for g in range(loss.num_groups):
+        start, size = int(loss.group_start[g]), int(loss.group_size[g])
+        ce = F.cross_entropy(logits[:, start : start + size], remapped[g], reduction="none")
+        per_group.append(ce * mask[g])
+    losses = torch.stack(per_group)
+    if reduction == "none":
+        return loss.loss_weight * losses
+    if reduction == "sum":
+        return loss.loss_weight * losses.sum()
+    return loss.loss_weight * (losses.sum(dim=1) / mask.sum(dim=1).clamp(min=1)).sum()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_group_softmax_fused_path_equals_autograd_of_the_formula(ann40, reduction, dtype):
+    fast = GroupSoftmax(BIG_C, ann_file=ann40, beta=1.5, loss_weight=1.5)
+    assert fast.group_size.tolist() == [11, 11, 11, 11, 2]
+    no_g0 = [c for c in range(BIG_C) if c % 4 != 0]  # no RoI of group g0's classes
+    gen = torch.Generator().manual_seed(13)
+    for step in range(3):
+        z, labels = _long_tailed_batch(gen, 64, fast.num_channels, no_g0, dtype)
+        torch.manual_seed(step)
+        mask = fast.sample_mask(labels)
+        # every case of the sampling: a group without RoIs, groups keeping part of the RoIs, all of them
+        kept = mask.sum(dim=1).tolist()
+        assert kept[0] == 0 and any(0 < k < 64 for k in kept[1:4]) and kept[4] == 64
+        z_fast, z_ref = z.clone().requires_grad_(), z.clone().requires_grad_()
+        torch.manual_seed(step)  # the same "others" draws as the mask above
+        got = fast(z_fast, labels, reduction_override=reduction)
+        want = reference_group_softmax(fast, z_ref, labels, mask, reduction)
+        assert got.dtype == torch.float32 and got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        _backward_both(got, want, gen)
+        assert z_fast.grad.dtype == dtype
+        torch.testing.assert_close(z_fast.grad, z_ref.grad, **GRAD_TOL[dtype])
+        dropped = (mask[1] == 0).nonzero().squeeze(1)  # RoIs group g1 does not keep: no gradient there
+        assert z_fast.grad[dropped][:, fast.group_slice(1)].abs().sum() == 0
+
+
+@pytest.mark.parametrize("bad", [-1, C + 1])
+def test_sigmoid_losses_refuse_labels_outside_0_to_c(ann3, bad):
+    """The fused paths index the logits with the labels: a label of -1 must not wrap round to the background
+    channel, nor C + 1 pass as background (the one-hot of the original refused both)."""
+    labels = torch.tensor([0, bad])
+    with pytest.raises((IndexError, RuntimeError)):
+        EQLv2(num_classes=C)(torch.zeros(2, C + 1), labels)
+    with pytest.raises(ValueError, match=r"EQL labels must lie in \[0, 3\]"):
+        EQL(C, lambda_=0.25, ann_file=ann3)(torch.zeros(2, C), labels)
