@@ -48,9 +48,11 @@ def hand_case(tmp_path):
         ],
     }  # fmt: skip
     dets = [
-        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.9},
-        {"image_id": 1, "category_id": 2, "bbox": [33, 0, 20, 20], "score": 0.8},
-    ]
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 20, 20], "score": 0.9,
+         "segmentation": _square(0, 0, 20)},
+        {"image_id": 1, "category_id": 2, "bbox": [33, 0, 20, 20], "score": 0.8,
+         "segmentation": _square(33, 0, 20)},
+    ]  # fmt: skip
     gt_path, dt_path = tmp_path / "gt.json", tmp_path / "dt.json"
     gt_path.write_text(json.dumps(gt))
     dt_path.write_text(json.dumps(dets))

@@ -11,5 +11,6 @@ from eqlv2.compat import import_lvis
 import_lvis()
 
 from eqlv2 import engine, models  # noqa: E402, F401  (registration)
+from eqlv2.evaluation import metric  # noqa: E402, F401  (registration: ExactLVISMetric)
 
 __version__ = "0.1.0"

@@ -1,26 +1,47 @@
 """LVIS v1 evaluation exactly as the ``lvis`` package computes it, plus the original's ARr/ARc/ARf.
 
-AP and AR numbers come straight from ``LVISEval``; nothing is recomputed.  The original project used a
-fork of the lvis-api whose only change to the maths was three extra lines: recall restricted to the
-rare, common and frequent categories.  We compute them the fork's way from ``LVISEval.eval['recall']``:
-the mean over IoU thresholds and the group's categories at area "all", leaving out categories without
-ground truth (recall -1).
+Two backends give the same numbers (within 1e-9; ``tests/test_lvis_parity.py``):
+
+* ``fast`` (the default): this package's own implementation of the ``lvis`` 0.5.3 protocol
+  (:mod:`~eqlv2.evaluation.lvis_inputs`, :mod:`~eqlv2.evaluation.lvis_matching`,
+  :mod:`~eqlv2.evaluation.lvis_scoring`), tens of times faster, and the one that can bootstrap;
+* ``lvis``: the ``lvis`` package's ``LVISEval`` itself, the reference.
+
+The original project used a fork of the lvis-api whose only change to the maths was three extra lines:
+recall restricted to the rare, common and frequent categories.  Both backends compute them the fork's
+way: the mean recall over IoU thresholds and the group's categories at area "all", leaving out categories
+without ground truth (recall -1).  AR keys name the detection limit used (``AR@300`` by default).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from eqlv2.compat import import_lvis, numpy_float_alias
+from eqlv2.evaluation.lvis_inputs import GroundTruth, load_detections, load_ground_truth, read_json
+from eqlv2.evaluation.lvis_matching import Matches, match
+from eqlv2.evaluation.lvis_scoring import (
+    accumulate,
+    bootstrap_replicates,
+    confidence_intervals,
+    resample_weights,
+    summarize,
+)
 
-METRIC_KEYS = (
-    "AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf",
-    "AR@300", "ARs@300", "ARm@300", "ARl@300", "ARr@300", "ARc@300", "ARf@300",
-)  # fmt: skip
+AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
+AR_KEYS = ("AR", "ARs", "ARm", "ARl", "ARr", "ARc", "ARf")
 IOU_TYPES = ("bbox", "segm")
+BACKENDS = ("fast", "lvis")
+
+
+def metric_keys(max_dets: int = 300) -> tuple[str, ...]:
+    """The 16 metric names, AR keys carrying the per-image detection limit (``AR@300``)."""
+    return AP_KEYS + tuple(f"{key}@{max_dets}" for key in AR_KEYS)
+
+
+METRIC_KEYS = metric_keys(300)
 _LINE = " {title:<18} @[ IoU={iou:<9} | area={area:>6s} | maxDets={dets:>3d} catIds={cats:>3s}] = {value:.3f}"
 _LAYOUT = {  # key -> (title, iou, area, cats)
     "AP": ("Average Precision  (AP)", "0.50:0.95", "all", "all"),
@@ -55,10 +76,7 @@ def _group_recall(lvis_eval, group: str) -> float:
 def load_results(path: str | Path) -> list[dict]:
     """Read a COCO-style result file, with a clear error when it is not one."""
     path = Path(path)
-    try:
-        results = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    results = read_json(path, "result file")
     if not isinstance(results, list):
         raise ValueError(f"{path}: expected a JSON list of detections, got {type(results).__name__}")
     if not results:
@@ -70,14 +88,56 @@ def load_results(path: str | Path) -> list[dict]:
 
 
 def evaluate_lvis(
-    ann_file: str | Path, results_file: str | Path, iou_type: str, max_dets: int = 300
-) -> dict[str, float]:
+    ann_file: str | Path,
+    results_file: str | Path,
+    iou_type: str,
+    max_dets: int = 300,
+    backend: str = "fast",
+    bootstrap: int = 0,
+    seed: int = 0,
+) -> dict[str, float | list[float]]:
     """Evaluate a COCO-style result file against an LVIS-format annotation file.
 
-    Returns the 16 metrics of the original's printout under the keys in ``METRIC_KEYS``.
+    Returns the 16 metrics of the original's printout under the keys of ``metric_keys(max_dets)``; with
+    ``bootstrap`` > 0 also ``AP_ci95``, ``APr_ci95``, ``APc_ci95`` and ``APf_ci95``: 95% percentile
+    intervals over that many resamples of the images (fast backend only; deterministic for a seed).
     """
     if iou_type not in IOU_TYPES:
         raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if max_dets < 1:
+        raise ValueError(f"max_dets must be at least 1, got {max_dets}")
+    if bootstrap < 0:
+        raise ValueError(f"bootstrap must be 0 (off) or a number of resamples, got {bootstrap}")
+    if backend == "fast":
+        return _evaluate_fast(ann_file, results_file, iou_type, max_dets, bootstrap, seed)
+    if bootstrap:
+        raise ValueError("bootstrap intervals need the fast backend (--backend fast)")
+    return _evaluate_reference(ann_file, results_file, iou_type, max_dets)
+
+
+def match_lvis(
+    ann_file: str | Path, results_file: str | Path, iou_type: str, max_dets: int = 300
+) -> tuple[GroundTruth, Matches]:
+    """Read and match once: what every evaluation of these files, resampled or not, starts from."""
+    gt = load_ground_truth(ann_file, iou_type)
+    return gt, match(gt, load_detections(results_file, gt, iou_type, max_dets), iou_type)
+
+
+def _evaluate_fast(ann_file, results_file, iou_type, max_dets, bootstrap, seed) -> dict:
+    gt, matches = match_lvis(ann_file, results_file, iou_type, max_dets)
+    precision, recall = accumulate(matches)
+    groups = gt.frequency_groups()
+    metrics: dict = summarize(precision, recall, groups, max_dets)
+    if bootstrap:
+        weights = resample_weights(len(gt.image_ids), bootstrap, seed)
+        metrics.update(confidence_intervals(bootstrap_replicates(matches, groups, weights)))
+    return metrics
+
+
+def _evaluate_reference(ann_file, results_file, iou_type, max_dets) -> dict[str, float]:
+    """``LVISEval`` itself, as a user of the ``lvis`` package would call it."""
     if not Path(ann_file).is_file():
         raise FileNotFoundError(f"annotation file {ann_file} does not exist")
     results = load_results(results_file)
@@ -90,18 +150,22 @@ def evaluate_lvis(
     with numpy_float_alias():
         lvis_eval.accumulate()
     lvis_eval.summarize()
-    metrics = {key: float(lvis_eval.results[key.replace("@300", f"@{max_dets}")]) for key in METRIC_KEYS[:13]}
-    for group in "rcf":
-        metrics[f"AR{group}@300"] = _group_recall(lvis_eval, group)
+    keys = metric_keys(max_dets)
+    metrics = {key: float(lvis_eval.results[key]) for key in keys[:13]}
+    for group, key in zip("rcf", keys[13:], strict=True):
+        metrics[key] = _group_recall(lvis_eval, group)
     return metrics
 
 
-def format_metrics(metrics: dict[str, float], max_dets: int = 300) -> str:
-    """The 16 lines the original printed after evaluation."""
+def format_metrics(metrics: dict, max_dets: int = 300) -> str:
+    """The 16 lines the original printed after evaluation, then any bootstrap intervals."""
     lines = []
-    for key in METRIC_KEYS:
-        title, iou, area, cats = _LAYOUT[key]
+    for layout_key, key in zip(METRIC_KEYS, metric_keys(max_dets), strict=True):
+        title, iou, area, cats = _LAYOUT[layout_key]
         lines.append(
             _LINE.format(title=title, iou=iou, area=area, dets=max_dets, cats=cats, value=metrics[key])
         )
+    for key, value in metrics.items():
+        if key.endswith("_ci95"):
+            lines.append(f" 95% bootstrap interval of {key[:-5]:<4} = [{value[0]:.3f}, {value[1]:.3f}]")
     return "\n".join(lines)

@@ -1,0 +1,390 @@
+"""Reading an LVIS annotation file and a COCO-style result file into arrays, as ``LVISEval`` selects them.
+
+The fast evaluator (:mod:`eqlv2.evaluation.lvis_fast`) must see exactly the annotations and detections the
+``lvis`` package's ``LVISEval`` sees, in the same order, because order decides ties.  What the package
+does before matching, and what this module reproduces:
+
+* ``LVISResults.limit_dets_per_image``: detections are grouped by image in the order images first appear
+  in the result file; an image with more than ``max_dets`` detections keeps its ``max_dets`` best (a stable
+  sort by score, so equal scores keep file order), the others keep file order.  Detection ``k`` of that
+  list is the ``k``-th in every later tie-break.
+* A detection's area is ``w * h`` of its box when the (first) detection has a ``bbox``, else its mask area.
+* ``LVIS.get_ann_ids`` keeps only annotations and detections with ``0 < area < inf``: degenerate
+  ground truth (zero width or height, real LVIS v1 val has some) disappears, and with it the image's
+  claim that the category is present.
+* The federated rule: a detection is kept only if its category is in the image's ``neg_category_ids`` or
+  has a kept ground-truth annotation in the image.
+
+Where the package would go on silently with what is almost always a bug (a detection whose category or
+image is not in the annotation file: a category-id mapping error; a NaN score; a mask of another image
+size), this module raises a one-line ``ValueError`` naming the file and the detection instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from pycocotools import mask as mask_utils
+
+from eqlv2.evaluation import rle
+from eqlv2.evaluation.result_file import (
+    BBOX,
+    CATEGORY_ID,
+    IMAGE_ID,
+    SCORE,
+    SEGMENTATION,
+    Results,
+    results_from_objects,
+    scan_results,
+)
+
+FREQUENCIES = ("r", "c", "f")
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """Parse a JSON file, naming it when it is missing, truncated or not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    data = path.read_bytes()
+    try:
+        return orjson.loads(data)  # the same values as json.loads, about twice as fast
+    except orjson.JSONDecodeError:
+        pass
+    try:  # Python's json also reads NaN and Infinity, which the checks of the values then name
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON, truncated or corrupt? ({err})") from err
+
+
+def _field(record: dict, key: str, path: Path, what: str) -> Any:
+    try:
+        return record[key]
+    except (KeyError, TypeError):
+        ident = record.get("id", "?") if isinstance(record, dict) else "?"
+        raise ValueError(f"{path}: {what} {ident} lacks the field '{key}'") from None
+
+
+@dataclass
+class GroundTruth:
+    """The ground truth of an LVIS annotation file, reduced to what evaluation reads.
+
+    Images and categories are indexed by their position in sorted id order (``LVISEval.params``).
+    Annotations are the kept ones (``0 < area < inf``) in the package's order: by image, then file order.
+    """
+
+    path: Path
+    image_ids: np.ndarray  # (I,) sorted
+    image_sizes: np.ndarray  # (I, 2) height, width
+    category_ids: np.ndarray  # (K,) sorted
+    frequency: np.ndarray  # (K,) index into FREQUENCIES
+    neg_keys: np.ndarray  # sorted image_index * K + category_index of each image's negative categories
+    not_exhaustive_keys: np.ndarray  # the same for not_exhaustive_category_ids
+    ann_image: np.ndarray  # (G,) image index
+    ann_category: np.ndarray  # (G,) category index
+    ann_area: np.ndarray  # (G,) float64, the file's "area"
+    ann_ignore: np.ndarray  # (G,) bool
+    ann_id_nonzero: np.ndarray  # (G,) bool: LVISEval records a match as the gt id, so id 0 never matches
+    ann_bbox: np.ndarray  # (G, 4) float64 x, y, w, h (bbox evaluation)
+    ann_segmentation: list  # (G,) as in the file (segm evaluation)
+
+    @property
+    def num_categories(self) -> int:
+        return len(self.category_ids)
+
+    def frequency_groups(self) -> list[np.ndarray]:
+        """Category indices of the rare, common and frequent groups (``LVISEval._prepare_freq_group``)."""
+        return [np.flatnonzero(self.frequency == i) for i in range(len(FREQUENCIES))]
+
+
+def _unique_sorted_ids(values: list, path: Path, what: str) -> np.ndarray:
+    ids = np.asarray(values)
+    if ids.size and not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"{path}: {what} ids must be integers")
+    ids = ids.astype(np.int64)
+    order = np.sort(ids)
+    if order.size and np.any(order[1:] == order[:-1]):
+        duplicate = order[1:][order[1:] == order[:-1]][0]
+        raise ValueError(f"{path}: {what} id {duplicate} appears more than once")
+    return order
+
+
+def _index_of(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``ids`` in ``sorted_ids`` and whether each was found."""
+    index = np.searchsorted(sorted_ids, ids)
+    index = np.minimum(index, max(len(sorted_ids) - 1, 0))
+    found = sorted_ids[index] == ids if len(sorted_ids) else np.zeros(len(ids), bool)
+    return index, found
+
+
+def _image_category_keys(image_index: int, category_ids: list, categories: np.ndarray) -> list[int]:
+    if not category_ids:
+        return []
+    index, found = _index_of(categories, np.asarray(category_ids, dtype=np.int64))
+    return (image_index * len(categories) + index[found]).tolist()
+
+
+def load_ground_truth(path: str | Path, iou_type: str) -> GroundTruth:
+    """Read an LVIS-format annotation file, refusing what ``LVISEval`` would crash on or misread."""
+    path = Path(path)
+    dataset = read_json(path, "annotation file")
+    if not isinstance(dataset, dict):
+        raise ValueError(f"{path}: expected an LVIS annotation object, got a {type(dataset).__name__}")
+    for key in ("images", "categories", "annotations"):
+        if not isinstance(dataset.get(key), list):
+            raise ValueError(f"{path}: lacks the list '{key}' of an LVIS annotation file")
+    images, categories, annotations = dataset["images"], dataset["categories"], dataset["annotations"]
+    if not images or not categories:
+        raise ValueError(f"{path}: holds no images or no categories")
+
+    image_ids = _unique_sorted_ids([_field(i, "id", path, "image") for i in images], path, "image")
+    category_ids = _unique_sorted_ids(
+        [_field(c, "id", path, "category") for c in categories], path, "category"
+    )
+    num_cats = len(category_ids)
+
+    frequency = np.empty(num_cats, np.int64)
+    for cat in categories:
+        letter = _field(cat, "frequency", path, "category")
+        if letter not in FREQUENCIES:
+            raise ValueError(f"{path}: category {cat['id']} has frequency {letter!r}, not one of r, c, f")
+        frequency[np.searchsorted(category_ids, cat["id"])] = FREQUENCIES.index(letter)
+
+    image_sizes = np.zeros((len(image_ids), 2), np.int64)
+    neg_keys: list[int] = []
+    not_exhaustive_keys: list[int] = []
+    for image in images:
+        index = int(np.searchsorted(image_ids, image["id"]))
+        image_sizes[index] = (_field(image, "height", path, "image"), _field(image, "width", path, "image"))
+        neg_keys += _image_category_keys(
+            index, _field(image, "neg_category_ids", path, "image"), category_ids
+        )
+        not_exhaustive = _field(image, "not_exhaustive_category_ids", path, "image")
+        not_exhaustive_keys += _image_category_keys(index, not_exhaustive, category_ids)
+
+    # LVIS indexes annotations by id, so a repeated id would hide an annotation: refuse it.
+    _unique_sorted_ids([_field(a, "id", path, "annotation") for a in annotations], path, "annotation")
+    raw_image = np.array([_field(a, "image_id", path, "annotation") for a in annotations], np.int64)
+    raw_category = np.array([_field(a, "category_id", path, "annotation") for a in annotations], np.int64)
+    image_index, image_found = _index_of(image_ids, raw_image)
+    category_index, category_found = _index_of(category_ids, raw_category)
+    for found, field in ((image_found, "image_id"), (category_found, "category_id")):
+        if not found.all():
+            bad = annotations[int(np.flatnonzero(~found)[0])]
+            raise ValueError(
+                f"{path}: annotation {bad['id']} has {field} {bad[field]}, which the file does not list"
+            )
+    area = np.array([_field(a, "area", path, "annotation") for a in annotations], np.float64)
+    kept = (area > 0) & (area < math.inf)
+    # LVIS.get_ann_ids walks the images in sorted id order and each image's annotations in file order.
+    order = np.flatnonzero(kept)
+    order = order[np.argsort(image_index[order], kind="stable")]
+    kept_anns = [annotations[i] for i in order]
+    region = "segmentation" if iou_type == "segm" else "bbox"
+    regions = [_field(a, region, path, "annotation") for a in kept_anns]
+    bbox = np.array(regions, np.float64).reshape(-1, 4) if region == "bbox" else np.zeros((len(order), 4))
+    return GroundTruth(
+        path=path,
+        image_ids=image_ids,
+        image_sizes=image_sizes,
+        category_ids=category_ids,
+        frequency=frequency,
+        neg_keys=np.unique(np.asarray(neg_keys, np.int64)),
+        not_exhaustive_keys=np.unique(np.asarray(not_exhaustive_keys, np.int64)),
+        ann_image=image_index[order],
+        ann_category=category_index[order],
+        ann_area=area[order],
+        ann_ignore=np.array([bool(a.get("ignore", 0)) for a in kept_anns], bool),
+        ann_id_nonzero=np.array([a["id"] != 0 for a in kept_anns], bool),
+        ann_bbox=bbox,
+        ann_segmentation=regions if region == "segmentation" else [],
+    )
+
+
+@dataclass
+class Detections:
+    """The detections ``LVISEval`` matches, in the order of ``limit_dets_per_image``'s list (``position``)."""
+
+    image: np.ndarray  # (D,) image index
+    category: np.ndarray  # (D,) category index
+    score: np.ndarray  # (D,) float64
+    position: np.ndarray  # (D,) rank in the capped result list: the tie-break after score
+    area: np.ndarray  # (D,) float64
+    bbox: np.ndarray  # (D, 4) float64 (NaN where the file had no box)
+    mask_text: np.ndarray | None  # compressed RLE strings one after the other (segm evaluation)
+    mask_start: (
+        np.ndarray | None
+    )  # (D + 1,) detection d's string is mask_text[mask_start[d]:mask_start[d + 1]]
+    not_exhaustive: np.ndarray  # (D,) bool: the category is not exhaustively annotated in the image
+
+
+def _check_finite(values: np.ndarray, path: Path, results: Results, index: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
+    if bad.any():
+        first = int(index[np.flatnonzero(bad)[0]])
+        shown = results.score[first] if what == "score" else results.bbox[first].tolist()
+        raise ValueError(
+            f"{path}: detection {first} (image_id {results.image_id[first]}) has a non-finite {what}: {shown}"
+        )
+
+
+def _cap_per_image(image: np.ndarray, score: np.ndarray, max_dets: int) -> np.ndarray:
+    """Indices of the detections ``limit_dets_per_image`` keeps, in the order of its output list."""
+    _, first_seen, group = np.unique(image, return_index=True, return_inverse=True)
+    group_rank = np.argsort(np.argsort(first_seen, kind="stable"), kind="stable")[group]
+    counts = np.bincount(group)
+    crowded = counts[group] > max_dets
+    # Images over the cap are sorted by descending score (stable); the others keep file order.
+    order = np.lexsort((np.arange(len(image)), np.where(crowded, -score, 0.0), group_rank))
+    starts = np.concatenate([[0], np.cumsum(np.bincount(group_rank))[:-1]])
+    rank_in_image = np.arange(len(order)) - starts[group_rank[order]]
+    return order[rank_in_image < max_dets]
+
+
+def mask_rle(segmentation: Any, height: int, width: int) -> dict:
+    """``LVIS.ann_to_rle``: polygons and uncompressed RLE become compressed RLE; RLE stays as it is."""
+    if isinstance(segmentation, list):
+        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    if isinstance(segmentation.get("counts"), list):
+        return mask_utils.frPyObjects(segmentation, height, width)
+    return segmentation
+
+
+def mask_string(segmentation: Any, height: int, width: int) -> tuple[bytes, list]:
+    """A mask's compressed RLE string and its size, from any of the forms ``LVIS.ann_to_rle`` reads."""
+    if type(segmentation) is dict and type(segmentation.get("counts")) is str:  # what mmdet writes
+        return segmentation["counts"].encode(), segmentation.get("size")
+    rle = mask_rle(segmentation, height, width)
+    counts = rle["counts"]
+    return (counts.encode() if isinstance(counts, str) else counts), rle.get("size")
+
+
+def read_results(path: Path) -> Results:
+    """A result file's detections as arrays: by the scanner, or through a JSON library where it declines."""
+    if not path.is_file():
+        raise FileNotFoundError(f"result file {path} does not exist")
+    results = scan_results(path.read_bytes())
+    if results is not None:
+        return results
+    dets = read_json(path, "result file")
+    if not isinstance(dets, list):
+        raise ValueError(f"{path}: expected a JSON list of detections, got {type(dets).__name__}")
+    return results_from_objects(dets, path)
+
+
+def _lacking(results: Results, bit: int, index: np.ndarray, field: str, path: Path) -> None:
+    missing = np.flatnonzero((results.fields[index] & bit) == 0)
+    if missing.size:
+        hint = " (results without masks cannot be evaluated as segm)" if field == "segmentation" else ""
+        raise ValueError(f"{path}: detection {int(index[missing[0]])} lacks the field '{field}'{hint}")
+
+
+def _masks(results: Results, index: np.ndarray, image: np.ndarray, gt: GroundTruth, path: Path):
+    """The RLE strings of detections ``index`` (of images ``image``): (text, start), sizes checked."""
+    if results.polygons and any(int(i) in results.polygons for i in index):
+        strings, sizes = [], []
+        for i, img in zip(index.tolist(), image.tolist(), strict=True):
+            height, width = (int(v) for v in gt.image_sizes[img])
+            if i in results.polygons:
+                counts, size = mask_string(results.polygons[i], height, width)
+            else:
+                counts = results.mask_text[results.mask_start[i] : results.mask_start[i + 1]].tobytes()
+                size = results.mask_size[i].tolist()
+            strings.append(counts)
+            sizes.append(size)
+        lengths = np.fromiter(map(len, strings), np.int64, len(strings))
+        text = np.frombuffer(b"".join(strings), np.uint8)
+        sizes = np.array(sizes, np.int64).reshape(-1, 2)
+    else:
+        text, start = rle.gather(results.mask_text, results.mask_start, index)
+        lengths = np.diff(start)
+        sizes = results.mask_size[index]
+    wrong = np.flatnonzero((sizes != gt.image_sizes[image]).any(axis=1))
+    if wrong.size:
+        first = int(index[wrong[0]])
+        height, width = gt.image_sizes[image[wrong[0]]]
+        raise ValueError(
+            f"{path}: detection {first} (image_id {results.image_id[first]}) has a mask of size "
+            f"{sizes[wrong[0]].tolist()}, the image is {height}x{width}"
+        )
+    return text, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+
+def load_detections(path: str | Path, gt: GroundTruth, iou_type: str, max_dets: int) -> Detections:
+    """Read a COCO-style result file and select what ``LVISEval`` would match, in its order."""
+    path = Path(path)
+    results = read_results(path)
+    every = np.arange(len(results.score))
+    if not every.size:
+        raise ValueError(f"{path}: holds no detections; LVIS evaluation needs at least one")
+    for bit, field in ((IMAGE_ID, "image_id"), (CATEGORY_ID, "category_id"), (SCORE, "score")):
+        _lacking(results, bit, every, field, path)
+    if iou_type == "segm":
+        _lacking(results, SEGMENTATION, every, "segmentation", path)
+    _check_finite(results.score, path, results, every, "score")
+    image_index, image_found = _index_of(gt.image_ids, results.image_id)
+    if not image_found.all():
+        first = int(np.flatnonzero(~image_found)[0])
+        raise ValueError(
+            f"{path}: detection {first} has image_id {results.image_id[first]}, which is not an image of "
+            f"{gt.path}"
+        )
+    category_index, category_found = _index_of(gt.category_ids, results.category_id)
+    if not category_found.all():
+        first = int(np.flatnonzero(~category_found)[0])
+        raise ValueError(
+            f"{path}: detection {first} has category_id {results.category_id[first]}, which is not a "
+            "category "
+            f"of {gt.path} (a category-id mapping bug?)"
+        )
+
+    kept = _cap_per_image(image_index, results.score, max_dets)
+    image_index, category_index, score = image_index[kept], category_index[kept], results.score[kept]
+    # LVISResults decides by the first detection of its capped list: box area if it has a box, else mask area.
+    has_bbox = bool(results.fields[kept[0]] & BBOX)
+    masks = None
+    if has_bbox:
+        _lacking(results, BBOX, kept, "bbox", path)
+        bbox = results.bbox[kept]
+        _check_finite(bbox, path, results, kept, "bbox")
+        area = bbox[:, 2] * bbox[:, 3]
+    else:  # areas (and for bbox evaluation the boxes) of the masks
+        _lacking(results, SEGMENTATION, kept, "segmentation", path)
+        masks = _masks(results, kept, image_index, gt, path)
+        counts, counts_start = rle.decode_text(*masks)
+        area = rle.areas(counts, counts_start).astype(np.float64)
+        bbox = np.zeros((len(kept), 4))
+        if iou_type == "bbox":
+            strings = [masks[0][masks[1][i] : masks[1][i + 1]].tobytes() for i in range(len(kept))]
+            sizes = gt.image_sizes[image_index].tolist()
+            rles = [{"size": size, "counts": c} for size, c in zip(sizes, strings, strict=True)]
+            bbox = mask_utils.toBbox(rles).reshape(-1, 4)
+
+    num_cats = gt.num_categories
+    keys = image_index * num_cats + category_index
+    positive_keys = np.unique(gt.ann_image * num_cats + gt.ann_category)
+    selected = (area > 0) & (area < math.inf) & (np.isin(keys, gt.neg_keys) | np.isin(keys, positive_keys))
+    chosen = np.flatnonzero(selected)
+    mask_text = mask_start = None
+    if iou_type == "segm":
+        if masks is None:
+            mask_text, mask_start = _masks(results, kept[chosen], image_index[chosen], gt, path)
+        else:
+            mask_text, mask_start = rle.gather(*masks, chosen)
+    return Detections(
+        image=image_index[chosen],
+        category=category_index[chosen],
+        score=score[chosen],
+        position=chosen,
+        area=area[chosen],
+        bbox=bbox[chosen],
+        mask_text=mask_text,
+        mask_start=mask_start,
+        not_exhaustive=np.isin(keys[chosen], gt.not_exhaustive_keys),
+    )

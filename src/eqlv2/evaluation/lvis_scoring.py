@@ -1,0 +1,192 @@
+"""From matches to LVIS's 16 numbers, as ``LVISEval.accumulate`` and ``summarize`` compute them; bootstrap.
+
+Accumulation per category and area range, reproduced from ``lvis`` 0.5.3: cumulative true and false
+positives over the category's detections (already in accumulation order), recall ``tp / num_gt``,
+precision ``tp / (fp + tp + eps)`` made non-increasing from the right, then read at the 101 recall
+thresholds (first detection whose recall reaches the threshold; 0 past the last one).  A category without
+regular ground truth in the range scores -1 and is left out of every mean.
+
+The bootstrap resamples the validation images with replacement and evaluates each resample by the same
+protocol, as if the drawn images were a dataset of their own (an image drawn k times counts as k images
+with the same annotations and detections).  Matching does not depend on the resample, so it is done once;
+only the accumulation is redone, with each image's detections repeated k times in the order the ``lvis``
+package would give the copies (copies of one image are adjacent, their equal-score detections interleave
+copy by copy).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from eqlv2.evaluation.lvis_matching import AREA_LABELS, IOU_THRESHOLDS, RECALL_THRESHOLDS, Matches
+
+EPS = np.spacing(1)
+BOOTSTRAP_KEYS = ("AP", "APr", "APc", "APf")
+
+
+@numba.njit(cache=True, nogil=True)
+def _precision_at_recall(tp_row, fp_row, start, end, num_gt, recall_thresholds, pr, out):  # pragma: no cover
+    """Precision at each recall threshold and the final recall of one category, area and threshold."""
+    n = end - start
+    tp = 0.0
+    fp = 0.0
+    for i in range(n):
+        if tp_row[start + i]:
+            tp += 1.0
+        if fp_row[start + i]:
+            fp += 1.0
+        pr[i] = tp / (fp + tp + EPS)
+    for i in range(n - 1, 0, -1):
+        if pr[i] > pr[i - 1]:
+            pr[i - 1] = pr[i]
+    # searchsorted(rc, thresholds, "left") with rc = cumulative tp / num_gt, walked once.
+    i = 0
+    tp = 1.0 if n and tp_row[start] else 0.0
+    for r in range(len(recall_thresholds)):
+        while i < n and tp / num_gt < recall_thresholds[r]:
+            i += 1
+            if i < n and tp_row[start + i]:
+                tp += 1.0
+        out[r] = pr[i] if i < n else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _accumulate(tp, fp, category_start, num_gt, recall_thresholds):  # pragma: no cover
+    num_areas, num_thrs = tp.shape[0], tp.shape[1]
+    num_cats = len(category_start) - 1
+    precision = -np.ones((num_thrs, len(recall_thresholds), num_cats, num_areas))
+    recall = -np.ones((num_thrs, num_cats, num_areas))
+    pr = np.empty(tp.shape[2] + 1)
+    out = np.empty(len(recall_thresholds))
+    for k in range(num_cats):
+        start, end = category_start[k], category_start[k + 1]
+        for a in range(num_areas):
+            if num_gt[a, k] == 0:
+                continue
+            for t in range(num_thrs):
+                _precision_at_recall(
+                    tp[a, t], fp[a, t], start, end, float(num_gt[a, k]), recall_thresholds, pr, out
+                )
+                precision[t, :, k, a] = out
+                final_tp = 0.0
+                for i in range(start, end):
+                    if tp[a, t, i]:
+                        final_tp += 1.0
+                recall[t, k, a] = final_tp / num_gt[a, k] if end > start else 0.0
+    return precision, recall
+
+
+def accumulate(matches: Matches) -> tuple[np.ndarray, np.ndarray]:
+    """``LVISEval.eval['precision']`` (T, R, K, A) and ``['recall']`` (T, K, A)."""
+    return _accumulate(matches.tp, matches.fp, matches.category_start, matches.num_gt, RECALL_THRESHOLDS)
+
+
+def _mean_valid(values: np.ndarray) -> float:
+    valid = values[values > -1]
+    return float(np.mean(valid)) if valid.size else -1.0
+
+
+def summarize(
+    precision: np.ndarray, recall: np.ndarray, groups: list[np.ndarray], max_dets: int
+) -> dict[str, float]:
+    """``LVISEval.summarize`` plus the original fork's ARr/ARc/ARf, keys as in ``metric_keys``."""
+    area = {label: AREA_LABELS.index(label) for label in AREA_LABELS}
+    metrics = {
+        "AP": _mean_valid(precision[:, :, :, [area["all"]]]),
+        "AP50": _mean_valid(precision[np.where(IOU_THRESHOLDS == 0.50)[0]][:, :, :, [area["all"]]]),
+        "AP75": _mean_valid(precision[np.where(IOU_THRESHOLDS == 0.75)[0]][:, :, :, [area["all"]]]),
+        "APs": _mean_valid(precision[:, :, :, [area["small"]]]),
+        "APm": _mean_valid(precision[:, :, :, [area["medium"]]]),
+        "APl": _mean_valid(precision[:, :, :, [area["large"]]]),
+    }
+    for letter, group in zip("rcf", groups, strict=True):
+        metrics[f"AP{letter}"] = _mean_valid(precision[:, :, group, area["all"]])
+    metrics[f"AR@{max_dets}"] = _mean_valid(recall[:, :, [area["all"]]])
+    for label in ("small", "medium", "large"):
+        metrics[f"AR{label[0]}@{max_dets}"] = _mean_valid(recall[:, :, [area[label]]])
+    for letter, group in zip("rcf", groups, strict=True):
+        metrics[f"AR{letter}@{max_dets}"] = _mean_valid(recall[:, group, area["all"]])
+    return metrics
+
+
+@numba.njit(cache=True, nogil=True)
+def _resampled_category_ap(
+    tp, fp, category_start, image, tie_block_start, weight, num_gt, recall_thresholds
+):  # pragma: no cover  # noqa: E501
+    """Mean precision (over thresholds and recall points) of each category in one resample; -1 if no gt."""
+    num_thrs = tp.shape[0]
+    num_cats = len(category_start) - 1
+    result = -np.ones(num_cats)
+    block = 0
+    for k in range(num_cats):
+        start, end = category_start[k], category_start[k + 1]
+        while tie_block_start[block] < start:
+            block += 1
+        first_block = block
+        if num_gt[k] == 0:
+            continue
+        size = 0
+        for i in range(start, end):
+            size += weight[image[i]]
+        sequence = np.empty(size, np.int64)  # the category's detections as the resample lists them
+        n = 0
+        b = first_block
+        while tie_block_start[b] < end:
+            b0, b1 = tie_block_start[b], tie_block_start[b + 1]
+            for _ in range(weight[image[b0]]):
+                for i in range(b0, b1):
+                    sequence[n] = i
+                    n += 1
+            b += 1
+        tp_row = np.empty(size, np.bool_)
+        fp_row = np.empty(size, np.bool_)
+        pr = np.empty(size + 1)
+        out = np.empty(len(recall_thresholds))
+        total = 0.0
+        for t in range(num_thrs):
+            for j in range(size):
+                tp_row[j] = tp[t, sequence[j]]
+                fp_row[j] = fp[t, sequence[j]]
+            _precision_at_recall(tp_row, fp_row, 0, size, float(num_gt[k]), recall_thresholds, pr, out)
+            total += out.sum()
+        result[k] = total / (num_thrs * len(recall_thresholds))
+    return result
+
+
+def resample_weights(num_images: int, rounds: int, seed: int) -> np.ndarray:
+    """How often each image is drawn in each of ``rounds`` resamples with replacement, (rounds, I)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, num_images, size=(rounds, num_images))
+    return np.stack([np.bincount(row, minlength=num_images) for row in draws])
+
+
+def bootstrap_replicates(matches: Matches, groups: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """AP, APr, APc, APf (columns, as ``BOOTSTRAP_KEYS``) of each resample (rows); -1 where undefined."""
+    num_cats = len(matches.category_start) - 1
+    replicates = np.empty((len(weights), len(BOOTSTRAP_KEYS)))
+    regular = matches.gt_regular_all
+    for row, weight in enumerate(weights):
+        num_gt = np.bincount(
+            matches.gt_category[regular], weights=weight[matches.gt_image[regular]], minlength=num_cats
+        ).astype(np.int64)
+        per_category = _resampled_category_ap(
+            matches.tp[0], matches.fp[0], matches.category_start, matches.image,
+            matches.tie_block_start, weight.astype(np.int64), num_gt, RECALL_THRESHOLDS,
+        )  # fmt: skip
+        replicates[row, 0] = _mean_valid(per_category)
+        for column, group in enumerate(groups, start=1):
+            replicates[row, column] = _mean_valid(per_category[group])
+    return replicates
+
+
+def confidence_intervals(replicates: np.ndarray) -> dict[str, list[float]]:
+    """The 2.5th and 97.5th percentiles of each metric over the resamples where it is defined."""
+    intervals = {}
+    for column, key in enumerate(BOOTSTRAP_KEYS):
+        values = replicates[:, column]
+        values = values[values > -1]
+        if values.size:
+            low, high = np.percentile(values, [2.5, 97.5])
+            intervals[f"{key}_ci95"] = [float(low), float(high)]
+    return intervals
