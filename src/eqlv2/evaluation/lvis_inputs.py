@@ -225,6 +225,8 @@ class Detections:
 
 
 def _check_finite(values: np.ndarray, path: Path, results: Results, index: np.ndarray, what: str) -> None:
+    if not len(values):
+        return
     bad = ~np.isfinite(values).reshape(len(values), -1).all(axis=1)
     if bad.any():
         first = int(index[np.flatnonzero(bad)[0]])
@@ -327,7 +329,11 @@ def load_detections(path: str | Path, gt: GroundTruth, iou_type: str, max_dets: 
         _lacking(results, bit, every, field, path)
     if iou_type == "segm":
         _lacking(results, SEGMENTATION, every, "segmentation", path)
+    # Every detection is checked, also those the cap or the federated rule will drop: a NaN or a mask of
+    # the wrong size anywhere means the file is not what it should be.
     _check_finite(results.score, path, results, every, "score")
+    boxed = np.flatnonzero(results.fields & BBOX)
+    _check_finite(results.bbox[boxed], path, results, boxed, "bbox")
     image_index, image_found = _index_of(gt.image_ids, results.image_id)
     if not image_found.all():
         first = int(np.flatnonzero(~image_found)[0])
@@ -345,6 +351,16 @@ def load_detections(path: str | Path, gt: GroundTruth, iou_type: str, max_dets: 
         )
 
     kept = _cap_per_image(image_index, results.score, max_dets)
+    masked = np.flatnonzero((results.fields & SEGMENTATION) > 0)
+    masked = masked[[int(i) not in results.polygons for i in masked]] if results.polygons else masked
+    wrong = np.flatnonzero((results.mask_size[masked] != gt.image_sizes[image_index[masked]]).any(axis=1))
+    if wrong.size:
+        first = int(masked[wrong[0]])
+        height, width = gt.image_sizes[image_index[first]]
+        raise ValueError(
+            f"{path}: detection {first} (image_id {results.image_id[first]}) has a mask of size "
+            f"{results.mask_size[first].tolist()}, the image is {height}x{width}"
+        )
     image_index, category_index, score = image_index[kept], category_index[kept], results.score[kept]
     # LVISResults decides by the first detection of its capped list: box area if it has a box, else mask area.
     has_bbox = bool(results.fields[kept[0]] & BBOX)
@@ -352,7 +368,6 @@ def load_detections(path: str | Path, gt: GroundTruth, iou_type: str, max_dets: 
     if has_bbox:
         _lacking(results, BBOX, kept, "bbox", path)
         bbox = results.bbox[kept]
-        _check_finite(bbox, path, results, kept, "bbox")
         area = bbox[:, 2] * bbox[:, 3]
     else:  # areas (and for bbox evaluation the boxes) of the masks
         _lacking(results, SEGMENTATION, kept, "segmentation", path)

@@ -1,0 +1,51 @@
+"""The result-file scanner reads what a JSON library reads, and leaves to it what it does not know."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from eqlv2.evaluation.result_file import results_from_objects, scan_results
+from tests.lvis_cases import CaseSize, make_case
+
+
+def _assert_same(scanned, parsed) -> None:
+    for field in ("image_id", "category_id", "fields", "mask_size", "mask_text", "mask_start"):
+        np.testing.assert_array_equal(getattr(scanned, field), getattr(parsed, field), err_msg=field)
+    for field in ("score", "bbox"):  # bit for bit, NaN where absent
+        np.testing.assert_array_equal(getattr(scanned, field), getattr(parsed, field), err_msg=field)
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_scanner_reads_what_json_reads(indent):
+    _, results = make_case(0, CaseSize(images=20, categories=30))
+    for k, det in enumerate(results[:50]):  # other layouts mmdet or people write
+        det["extra"] = {"nested": [1, 2.5, "x\\"], "flag": k % 2 == 0, "none": None}
+        if k % 3 == 0:
+            det.pop("bbox")
+        if k % 5 == 0:
+            det["segmentation"] = dict(reversed(det["segmentation"].items()))
+    data = json.dumps(results, indent=indent).encode()
+    assert b"\\\\" in data  # RLE strings hold backslashes, which JSON escapes
+    scanned = scan_results(data)
+    assert scanned is not None
+    _assert_same(scanned, results_from_objects(json.loads(data), "results.json"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[{"image_id": 1, "category_id": 2, "score": NaN, "bbox": [0, 0, 1, 1]}]',  # Python's json writes NaN
+        '[{"image_id": 1.0, "category_id": 2, "score": 0.5, "bbox": [0, 0, 1, 1]}]',  # a float id
+        '[{"image_id": 1, "category_id": 2, "score": 0.5, "segmentation": [[0, 0, 1, 0, 1, 1]]}]',  # polygon
+        '[{"image_id": 1, "category_id": 2, "score": 0.5, "segmentation": {"size": [2, 2], "counts": [0, 4]}}]',
+        '[{"image\\u005fid": 1, "category_id": 2, "score": 0.5}]',  # an escaped key
+        '[{"image_id": 1, "category_id": 2, "score": 0.5, "bbox": [0, 0, 1]}]',  # three numbers
+        '[{"image_id": 1, "category_id": 2, "score": 0.5}',  # truncated
+        '{"image_id": 1}',  # not a list
+    ],
+)
+def test_scanner_leaves_other_layouts_to_the_json_library(text):
+    assert scan_results(text.encode()) is None
