@@ -40,7 +40,7 @@ def test_scanner_reads_what_json_reads(indent):
         '[{"image_id": 1, "category_id": 2, "score": NaN, "bbox": [0, 0, 1, 1]}]',  # Python's json writes NaN
         '[{"image_id": 1.0, "category_id": 2, "score": 0.5, "bbox": [0, 0, 1, 1]}]',  # a float id
         '[{"image_id": 1, "category_id": 2, "score": 0.5, "segmentation": [[0, 0, 1, 0, 1, 1]]}]',  # polygon
-        '[{"image_id": 1, "category_id": 2, "score": 0.5, "segmentation": {"size": [2, 2], "counts": [0, 4]}}]',
+        '[{"image_id": 1, "category_id": 2, "score": 0.5, "segmentation": {"size": [2, 2], "counts": [4]}}]',
         '[{"image\\u005fid": 1, "category_id": 2, "score": 0.5}]',  # an escaped key
         '[{"image_id": 1, "category_id": 2, "score": 0.5, "bbox": [0, 0, 1]}]',  # three numbers
         '[{"image_id": 1, "category_id": 2, "score": 0.5}',  # truncated
