@@ -14,9 +14,12 @@ rule evaluate_lvis:
         runtime=get_resource("evaluate", "runtime"),
     params:
         max_dets=config["evaluation"]["max_dets"],
+        bootstrap=config["evaluation"]["bootstrap"],
+        seed=config["evaluation"]["bootstrap_seed"],
     shell:
         "eqlv2 evaluate-lvis --ann {input.ann} --results {input.results}"
         " --iou-type {wildcards.iou_type} --max-dets {params.max_dets}"
+        " --bootstrap {params.bootstrap} --seed {params.seed}"
         " --out {output.metrics} > {log} 2>&1"
 
 

@@ -50,3 +50,20 @@ def test_cli_writes_markdown_and_csv(tmp_path, capsys):
     assert "| Baseline |" in md.read_text()
     assert csv.read_text().splitlines()[1] == "Baseline,√,10.0,5.0,10.0,15.0,12.0"
     assert main([*args[:3], "--metrics", "nonsense", "--md", str(md), "--csv", str(csv)]) == 2
+
+
+def test_bootstrap_intervals_show_as_plus_minus_half_width(tmp_path):
+    path = _metrics(tmp_path, "eqlv2", 0.2, 0.25)
+    metrics = json.loads(path.read_text())
+    metrics["segm"].update({"AP_ci95": [0.19, 0.23], "APr_ci95": [0.02, 0.16], "APc_ci95": [0.18, 0.22],
+                            "APf_ci95": [0.28, 0.32]})  # fmt: skip
+    path.write_text(json.dumps(metrics))
+    md, csv = tmp_path / "t.md", tmp_path / "t.csv"
+    assert (
+        main(["table", "--dataset", "toy", "--metrics", f"eqlv2={path}", "--md", str(md), "--csv", str(csv)])
+        == 0
+    )
+    row = md.read_text().splitlines()[2]
+    assert "| 20.0 ± 2.0 | 10.0 ± 7.0 | 20.0 ± 2.0 | 30.0 ± 2.0 |" in row
+    header = csv.read_text().splitlines()[0].split(",")
+    assert header[2:10] == ["AP", "AP ±", "APr", "APr ±", "APc", "APc ±", "APf", "APf ±"]

@@ -94,13 +94,17 @@ def test_small_setting_runs_end_to_end(tmp_path):
     metrics = json.loads((tmp_path / "results/toy/baseline/metrics.json").read_text())
     assert set(metrics) == {"bbox", "segm"}
     assert all(0 <= metrics[t]["AP"] <= 1 for t in metrics)
+    # The small setting bootstraps (evaluation.bootstrap: 50): intervals in metrics.json, ± in the table.
+    low, high = metrics["segm"]["APr_ci95"]
+    assert 0 <= low <= high <= 1
     csv = (tmp_path / "results/toy/paper_table.csv").read_text().splitlines()
-    assert csv[0] == "method,end2end,AP,APr,APc,APf,AP (box)"
+    assert csv[0] == "method,end2end,AP,AP ±,APr,APr ±,APc,APc ±,APf,APf ±,AP (box)"
     assert [line.split(",")[0] for line in csv[1:]] == ROWS
     assert csv[1].startswith("Baseline,√,")
     ap_segm = float(csv[1].split(",")[2])
     assert ap_segm == pytest.approx(round(100 * metrics["segm"]["AP"], 1))
-    assert "| EQLv2 + RFS |" in (tmp_path / "results/toy/paper_table.md").read_text()
+    markdown = (tmp_path / "results/toy/paper_table.md").read_text()
+    assert "| EQLv2 + RFS |" in markdown and " ± " in markdown
     _check_openimages_branch(tmp_path)
     # The decoupled methods started from the baseline's checkpoint after surgery.
     for surgery in ("remove", "reset"):

@@ -6,19 +6,26 @@ import argparse
 import json
 from pathlib import Path
 
-from eqlv2.evaluation.lvis import METRIC_KEYS
+from eqlv2.evaluation.lvis import metric_keys
 from eqlv2.io import atomic_write_json
 
 
-def collect_metrics(named: dict[str, str | Path]) -> dict[str, dict[str, float]]:
-    """Read ``{iou_type: path}`` flat metric files into ``{iou_type: metrics}``, checking each."""
+def collect_metrics(named: dict[str, str | Path]) -> dict[str, dict]:
+    """Read ``{iou_type: path}`` flat metric files into ``{iou_type: metrics}``, checking each.
+
+    The 16 metrics are required (AR keys under whichever detection limit the file names); bootstrap
+    intervals (``*_ci95``) are carried along when present.
+    """
     collected = {}
     for iou_type, path in named.items():
         metrics = json.loads(Path(path).read_text())
-        missing = [k for k in METRIC_KEYS if k not in metrics]
+        limits = [key[3:] for key in metrics if key.startswith("AR@") and key[3:].isdigit()]
+        keys = metric_keys(int(limits[0]) if len(limits) == 1 else 300)
+        missing = [k for k in keys if k not in metrics]
         if missing:
             raise ValueError(f"{path}: missing metric(s) {', '.join(missing)}")
-        collected[iou_type] = {k: metrics[k] for k in METRIC_KEYS}
+        intervals = [k for k in metrics if k.endswith("_ci95")]
+        collected[iou_type] = {k: metrics[k] for k in (*keys, *intervals)}
     return collected
 
 

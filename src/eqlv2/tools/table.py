@@ -17,7 +17,8 @@ SEGM_COLUMNS = ("AP", "APr", "APc", "APf")
 def build_table(metrics_files: dict[str, str | Path], dataset: str) -> pd.DataFrame:
     """One row per method, in the paper's row order; numbers in percent with one decimal.
 
-    For LVIS v1 the original's published mask numbers stand beside ours, with the difference.
+    For LVIS v1 the original's published mask numbers stand beside ours, with the difference.  Where the
+    evaluation bootstrapped, each mask AP column has a ``± `` companion: half the 95% interval's width.
     """
     rows = []
     order = list(METHODS)
@@ -30,6 +31,9 @@ def build_table(metrics_files: dict[str, str | Path], dataset: str) -> pd.DataFr
         row = {"method": method.name, "end2end": "√" if method.end2end else "×"}
         for column in SEGM_COLUMNS:
             row[column] = 100 * metrics["segm"][column]
+            if f"{column}_ci95" in metrics["segm"]:  # half the width of the bootstrap interval
+                low, high = metrics["segm"][f"{column}_ci95"]
+                row[f"{column} ±"] = 100 * (high - low) / 2
         row["AP (box)"] = 100 * metrics["bbox"]["AP"]
         if dataset == "lvis_v1":
             published = PUBLISHED_LVIS_V1_SEGM.get(key)
@@ -71,8 +75,19 @@ def parse_named_paths(items: list[str], option: str) -> dict[str, str]:
 
 
 def write_table(frame: pd.DataFrame, md: str | Path, csv: str | Path) -> str:
-    """Write the table as CSV and Markdown (one decimal, '–' where a number is missing); return the latter."""
-    markdown = frame.to_markdown(index=False, floatfmt=".1f", missingval="–")
+    """Write the table as CSV and Markdown (one decimal, '–' where a number is missing); return the latter.
+
+    In the Markdown a column with a ``<column> ±`` companion (the bootstrap half-width) reads
+    ``value ± half-width``; the CSV keeps both as numbers.
+    """
+    shown = frame.copy()
+    for column in [c for c in frame.columns if f"{c} ±" in frame.columns]:
+        shown[column] = [
+            "–" if pd.isna(v) else (f"{v:.1f}" if pd.isna(h) else f"{v:.1f} ± {h:.1f}")
+            for v, h in zip(frame[column], frame[f"{column} ±"], strict=True)
+        ]
+        shown = shown.drop(columns=f"{column} ±")
+    markdown = shown.to_markdown(index=False, floatfmt=".1f", missingval="–")
     atomic_write_text(csv, frame.to_csv(index=False))
     atomic_write_text(md, markdown + "\n")
     return markdown
