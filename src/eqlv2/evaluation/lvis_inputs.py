@@ -217,10 +217,9 @@ class Detections:
     position: np.ndarray  # (D,) rank in the capped result list: the tie-break after score
     area: np.ndarray  # (D,) float64
     bbox: np.ndarray  # (D, 4) float64 (NaN where the file had no box)
-    mask_text: np.ndarray | None  # compressed RLE strings one after the other (segm evaluation)
-    mask_start: (
-        np.ndarray | None
-    )  # (D + 1,) detection d's string is mask_text[mask_start[d]:mask_start[d + 1]]
+    mask_text: np.ndarray | None  # a byte buffer holding the compressed RLE strings (segm evaluation)
+    mask_begin: np.ndarray | None  # (D,) detection d's string is mask_text[mask_begin[d]:mask_end[d]]
+    mask_end: np.ndarray | None  # (D,)
     not_exhaustive: np.ndarray  # (D,) bool: the category is not exhaustively annotated in the image
 
 
@@ -288,7 +287,7 @@ def _lacking(results: Results, bit: int, index: np.ndarray, field: str, path: Pa
 
 
 def _masks(results: Results, index: np.ndarray, image: np.ndarray, gt: GroundTruth, path: Path):
-    """The RLE strings of detections ``index`` (of images ``image``): (text, start), sizes checked."""
+    """The RLE strings of detections ``index`` (of images ``image``): (text, begin, end), sizes checked."""
     if results.polygons and any(int(i) in results.polygons for i in index):
         strings, sizes = [], []
         for i, img in zip(index.tolist(), image.tolist(), strict=True):
@@ -302,10 +301,11 @@ def _masks(results: Results, index: np.ndarray, image: np.ndarray, gt: GroundTru
             sizes.append(size)
         lengths = np.fromiter(map(len, strings), np.int64, len(strings))
         text = np.frombuffer(b"".join(strings), np.uint8)
+        start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        begin, end = start[:-1], start[1:]
         sizes = np.array(sizes, np.int64).reshape(-1, 2)
-    else:
-        text, start = rle.gather(results.mask_text, results.mask_start, index)
-        lengths = np.diff(start)
+    else:  # the file's own buffer, not copied
+        text, begin, end = results.mask_text, results.mask_start[index], results.mask_start[index + 1]
         sizes = results.mask_size[index]
     wrong = np.flatnonzero((sizes != gt.image_sizes[image]).any(axis=1))
     if wrong.size:
@@ -315,7 +315,7 @@ def _masks(results: Results, index: np.ndarray, image: np.ndarray, gt: GroundTru
             f"{path}: detection {first} (image_id {results.image_id[first]}) has a mask of size "
             f"{sizes[wrong[0]].tolist()}, the image is {height}x{width}"
         )
-    return text, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return text, begin, end
 
 
 def load_detections(path: str | Path, gt: GroundTruth, iou_type: str, max_dets: int) -> Detections:
@@ -376,7 +376,7 @@ def load_detections(path: str | Path, gt: GroundTruth, iou_type: str, max_dets: 
         area = rle.areas(counts, counts_start).astype(np.float64)
         bbox = np.zeros((len(kept), 4))
         if iou_type == "bbox":
-            strings = [masks[0][masks[1][i] : masks[1][i + 1]].tobytes() for i in range(len(kept))]
+            strings = [masks[0][a:b].tobytes() for a, b in zip(masks[1], masks[2], strict=True)]
             sizes = gt.image_sizes[image_index].tolist()
             rles = [{"size": size, "counts": c} for size, c in zip(sizes, strings, strict=True)]
             bbox = mask_utils.toBbox(rles).reshape(-1, 4)
@@ -386,12 +386,12 @@ def load_detections(path: str | Path, gt: GroundTruth, iou_type: str, max_dets: 
     positive_keys = np.unique(gt.ann_image * num_cats + gt.ann_category)
     selected = (area > 0) & (area < math.inf) & (np.isin(keys, gt.neg_keys) | np.isin(keys, positive_keys))
     chosen = np.flatnonzero(selected)
-    mask_text = mask_start = None
+    mask_text = mask_begin = mask_end = None
     if iou_type == "segm":
         if masks is None:
-            mask_text, mask_start = _masks(results, kept[chosen], image_index[chosen], gt, path)
+            mask_text, mask_begin, mask_end = _masks(results, kept[chosen], image_index[chosen], gt, path)
         else:
-            mask_text, mask_start = rle.gather(*masks, chosen)
+            mask_text, mask_begin, mask_end = masks[0], masks[1][chosen], masks[2][chosen]
     return Detections(
         image=image_index[chosen],
         category=category_index[chosen],
@@ -400,6 +400,7 @@ def load_detections(path: str | Path, gt: GroundTruth, iou_type: str, max_dets: 
         area=area[chosen],
         bbox=bbox[chosen],
         mask_text=mask_text,
-        mask_start=mask_start,
+        mask_begin=mask_begin,
+        mask_end=mask_end,
         not_exhaustive=np.isin(keys[chosen], gt.not_exhaustive_keys),
     )

@@ -339,14 +339,14 @@ def scan_results(data: bytes) -> Results | None:
     fields = fields[:n]
     size = np.where((fields & SEGMENTATION)[:, None] > 0, ints[:n, 2:4], -1)
     return Results(
-        image_id=ints[:n, 0].copy(),
-        category_id=ints[:n, 1].copy(),
-        score=values[:, 0].copy(),
-        bbox=values[:, 1:].copy(),
+        image_id=ints[:n, 0],
+        category_id=ints[:n, 1],
+        score=values[:, 0],
+        bbox=values[:, 1:],
         fields=fields,
         mask_size=size,
-        mask_text=text[: text_start[n]].copy(),
-        mask_start=text_start[: n + 1].copy(),
+        mask_text=text[: text_start[n]],
+        mask_start=text_start[: n + 1],
         polygons={},
     )
 

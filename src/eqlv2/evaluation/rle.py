@@ -18,10 +18,10 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode(text, text_start, counts_start, counts):  # pragma: no cover
-    """Decode the RLE strings ``text[text_start[i]:text_start[i + 1]]`` into ``counts`` (int64 runs)."""
-    for r in range(len(text_start) - 1):
-        p, end = text_start[r], text_start[r + 1]
+def _decode(text, text_begin, text_end, counts_start, counts):  # pragma: no cover
+    """Decode the RLE strings ``text[text_begin[i]:text_end[i]]`` into ``counts`` (int64 runs)."""
+    for r in range(len(text_begin)):
+        p, end = text_begin[r], text_end[r]
         m = counts_start[r]
         first = m
         while p < end:
@@ -43,11 +43,11 @@ def _decode(text, text_start, counts_start, counts):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_runs(text, text_start, out):  # pragma: no cover
+def _count_runs(text, text_begin, text_end, out):  # pragma: no cover
     """Number of runs in each string: one per byte without the continuation bit."""
-    for r in range(len(text_start) - 1):
+    for r in range(len(text_begin)):
         n = 0
-        for p in range(text_start[r], text_start[r + 1]):
+        for p in range(text_begin[r], text_end[r]):
             if ((text[p] - 48) & 0x20) == 0:
                 n += 1
         out[r] = n
@@ -57,16 +57,16 @@ def decode(strings: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """Run lengths of compressed RLE strings: ``counts[start[i]:start[i + 1]]`` is mask ``i``'s."""
     lengths = np.fromiter(map(len, strings), np.int64, len(strings))
     text_start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    return decode_text(np.frombuffer(b"".join(strings), np.uint8), text_start)
+    return decode_text(np.frombuffer(b"".join(strings), np.uint8), text_start[:-1], text_start[1:])
 
 
-def decode_text(text: np.ndarray, text_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``decode`` of strings stored one after the other in ``text`` (uint8), string i from text_start[i]."""
-    runs = np.empty(len(text_start) - 1, np.int64)
-    _count_runs(text, text_start, runs)
+def decode_text(text: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``decode`` of the strings ``text[begin[i]:end[i]]`` of a byte buffer (uint8)."""
+    runs = np.empty(len(begin), np.int64)
+    _count_runs(text, begin, end, runs)
     counts_start = np.concatenate([[0], np.cumsum(runs)]).astype(np.int64)
     counts = np.empty(int(counts_start[-1]), np.int64)
-    _decode(text, text_start, counts_start, counts)
+    _decode(text, begin, end, counts_start, counts)
     return counts, counts_start
 
 
@@ -83,23 +83,6 @@ def _extent(counts, start, end):  # pragma: no cover
             area += counts[j]
         pos += counts[j]
     return first, last, area
-
-
-@numba.njit(cache=True, nogil=True)
-def _gather(text, start, index, out_start, out):  # pragma: no cover
-    for r in range(len(index)):
-        a = start[index[r]]
-        length = start[index[r] + 1] - a
-        out[out_start[r] : out_start[r] + length] = text[a : a + length]
-
-
-def gather(text: np.ndarray, start: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Strings ``index`` of a (text, start) store, as a store of their own."""
-    lengths = start[index + 1] - start[index]
-    out_start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    out = np.empty(int(out_start[-1]), np.uint8)
-    _gather(text, start, index.astype(np.int64), out_start, out)
-    return out, out_start
 
 
 @numba.njit(cache=True, nogil=True)
@@ -139,13 +122,13 @@ def _intersection(counts_a, a0, a1, counts_b, b0, b1):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_some(text, text_start, which, runs_out):  # pragma: no cover
+def _decode_some(text, text_begin, text_end, which, runs_out):  # pragma: no cover
     """Decode strings ``which`` into one run store: (counts, start)."""
     n = len(which)
     sizes = np.empty(n, np.int64)
     for r in range(n):
         c = 0
-        for q in range(text_start[which[r]], text_start[which[r] + 1]):
+        for q in range(text_begin[which[r]], text_end[which[r]]):
             if ((text[q] - 48) & 0x20) == 0:
                 c += 1
         sizes[r] = c
@@ -155,32 +138,31 @@ def _decode_some(text, text_start, which, runs_out):  # pragma: no cover
         start[r + 1] = start[r] + sizes[r]
     if len(runs_out) < start[n]:
         runs_out = np.empty(2 * start[n], np.int64)
-    sub_text_start = np.empty(n + 1, np.int64)
-    for r in range(n):
-        sub_text_start[r] = text_start[which[r]]
-        sub_text_start[r + 1] = text_start[which[r] + 1]
-        _decode(text, sub_text_start[r : r + 2], start[r : r + 1], runs_out)
+    _decode(text, text_begin[which], text_end[which], start, runs_out)
     return runs_out, start
 
 
 @numba.njit(cache=True, nogil=True)
 def pair_ious(
     dt_text,
-    dt_text_start,
+    dt_begin,
+    dt_end_text,
     dt_order,
     gt_text,
-    gt_text_start,
+    gt_begin,
+    gt_end_text,
     dt_start,
     dt_end,
     gt_start,
     gt_end,
     iou_start,
     ious,
-):  # pragma: no cover  # noqa: E501
+):  # pragma: no cover
     """Mask IoU of every (detection, annotation) of every pair, in the layout of the box kernel.
 
-    Pair ``p`` holds detections ``dt_order[dt_start[p]:dt_end[p]]`` (strings of ``dt_text``) and annotations
-    ``gt_start[p]:gt_end[p]`` (strings of ``gt_text``); each mask is decoded once, when its pair comes.
+    Pair ``p`` holds detections ``dt_order[dt_start[p]:dt_end[p]]`` (detection d's string is
+    ``dt_text[dt_begin[d]:dt_end_text[d]]``) and annotations ``gt_start[p]:gt_end[p]`` (likewise in
+    ``gt_text``); each mask is decoded once, when its pair comes.
     """
     dt_runs = np.empty(1 << 16, np.int64)
     gt_runs = np.empty(1 << 16, np.int64)
@@ -189,8 +171,8 @@ def pair_ious(
         ng = gt_end[p] - gt_start[p]
         if nd == 0 or ng == 0:
             continue
-        dt_runs, ds = _decode_some(dt_text, dt_text_start, dt_order[dt_start[p] : dt_end[p]], dt_runs)
-        gt_runs, gs = _decode_some(gt_text, gt_text_start, np.arange(gt_start[p], gt_end[p]), gt_runs)
+        dt_runs, ds = _decode_some(dt_text, dt_begin, dt_end_text, dt_order[dt_start[p] : dt_end[p]], dt_runs)
+        gt_runs, gs = _decode_some(gt_text, gt_begin, gt_end_text, np.arange(gt_start[p], gt_end[p]), gt_runs)
         dt_first = np.empty(nd, np.int64)
         dt_last = np.empty(nd, np.int64)
         dt_area = np.empty(nd, np.int64)
