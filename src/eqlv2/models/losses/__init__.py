@@ -1,7 +1,9 @@
-"""Classification losses of the Equalization Loss papers, registered in mmdet's ``MODELS``."""
+"""Classification losses of the Equalization Loss papers and long-tail baselines, registered in mmdet's
+``MODELS``."""
 
 from .eql import EQL
 from .eqlv2 import EQLv2
+from .federated import FederatedLoss
 from .group_softmax import GroupSoftmax
 
-__all__ = ["EQL", "EQLv2", "GroupSoftmax"]
+__all__ = ["EQL", "EQLv2", "FederatedLoss", "GroupSoftmax"]
