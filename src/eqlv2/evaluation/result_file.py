@@ -4,10 +4,10 @@ An LVIS result file holds a few hundred thousand detections (``image_id``, ``cat
 ``bbox`` and, for masks, ``segmentation: {size, counts}``).  Parsed with a JSON library, each becomes a
 dict of floats, lists and strings: on 2 cores that alone takes longer than the rest of the evaluation.  The
 numba scanner below reads that layout straight into arrays (keys in any order, unknown keys skipped, JSON
-string escapes in the RLE strings undone); numbers are converted by numpy's string-to-float cast, which
-rounds as Python's ``float`` does.  Any other layout (polygon masks, ``NaN`` literals, ids written as
-floats, ...) makes the scanner give up, and :func:`read_results` falls back to a JSON library, so what a
-file means never depends on which path read it.
+string escapes in the RLE strings undone); numbers are converted, correctly rounded as Python's
+``float`` does, by :mod:`eqlv2.evaluation.float_text`.  Any other layout (polygon masks, ``NaN``
+literals, ids written as floats, ...) makes the scanner give up, and :func:`read_results` falls back to
+a JSON library, so what a file means never depends on which path read it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+
+from eqlv2.evaluation.float_text import parse_numbers
 
 NUMBER_WIDTH = 32  # bytes kept of a number's text; a longer number sends the file to the JSON library
 
@@ -332,7 +334,7 @@ def scan_results(data: bytes) -> Results | None:
     missing = numbers[:, :, 0] == 0
     numbers[missing, 0] = ord("0")
     try:
-        values = numbers.view(f"S{NUMBER_WIDTH}").reshape(n, 5).astype(np.float64)
+        values = parse_numbers(numbers)
     except ValueError:  # not a number after all
         return None
     values[missing] = np.nan

@@ -142,7 +142,7 @@ def _decode_some(text, text_begin, text_end, which, runs_out):  # pragma: no cov
     return runs_out, start
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def pair_ious(
     dt_text,
     dt_begin,
@@ -164,9 +164,9 @@ def pair_ious(
     ``dt_text[dt_begin[d]:dt_end_text[d]]``) and annotations ``gt_start[p]:gt_end[p]`` (likewise in
     ``gt_text``); each mask is decoded once, when its pair comes.
     """
-    dt_runs = np.empty(1 << 16, np.int64)
-    gt_runs = np.empty(1 << 16, np.int64)
-    for p in range(len(dt_start)):
+    for p in numba.prange(len(dt_start)):  # pairs are independent: both cores
+        dt_runs = np.empty(0, np.int64)
+        gt_runs = np.empty(0, np.int64)
         nd = dt_end[p] - dt_start[p]
         ng = gt_end[p] - gt_start[p]
         if nd == 0 or ng == 0:
