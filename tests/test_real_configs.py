@@ -1,12 +1,14 @@
-"""The 14 real configs (LVIS v1, OpenImages), each trained 2 iterations on a CPU through ``eqlv2 train``.
+"""The 17 real configs (LVIS v1, OpenImages), each trained 2 iterations on a CPU through ``eqlv2 train``.
 
 A typo or a wrong class count in a config otherwise shows up only on the cluster after hours in the
 queue.  Each run uses a generated dataset with the real class count (tests/real_config_helpers.py), 200 px
 images, fewer proposals and RoIs, no ImageNet weights (all through cfg-options), and checks what the
 config is for: the decoupled stages start from a surgery checkpoint of the CE baseline trained here and
 change only their trainable tensors; RFS wraps the data in ClassBalancedDataset with t = 0.001; cRT/LWS
-draw with the class-aware sampler; EQLv2's statistics have one entry per class.  The LVIS configs keep
-their epoch-based 1x loop: 4 images at 2 per step make the one epoch trained here 2 iterations.
+draw with the class-aware sampler; EQLv2's statistics have one entry per class; Seesaw is mmdet's loss with
+p = 0.8, q = 2.0 behind a NormedLinear classifier at temperature 20 with C + 2 outputs, and its class counts
+saw every sampled RoI.  The LVIS configs keep their epoch-based 1x loop: 4 images at 2 per step make the
+one epoch trained here 2 iterations.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 from mmdet.datasets.samplers import ClassAwareSampler
+from mmdet.models.layers import NormedLinear
+from mmdet.models.losses import SeesawLoss
 from mmengine.dataset import ClassBalancedDataset
 
 from eqlv2.checkpoint import load_checkpoint
@@ -34,7 +38,8 @@ pytestmark = pytest.mark.slow
 
 LVIS = "lvis_v1/mask-rcnn_r50_fpn_{}_ms-1x_lvis-v1.py"
 OI = "openimages/faster-rcnn_{}_180k_oi-challenge2019.py"
-LVIS_CONFIGS = ["ce", "rfs", "eql-loss", "eqlv2-loss", "eqlv2-loss_rfs", "crt", "lws", "bags", "fed-loss"]
+LVIS_CONFIGS = ["ce", "rfs", "eql-loss", "eqlv2-loss", "eqlv2-loss_rfs", "crt", "lws", "bags", "fed-loss",
+                "seesaw-loss", "seesaw-loss_rfs"]  # fmt: skip
 OI_CONFIGS = [f"{d}_fpn_{m}" for d in ("r50", "r101") for m in ("ce", "eql-loss", "eqlv2-loss")]
 ITERATION_BASED = {"crt", "lws"}  # LVIS: the decoupled 75k-iteration schedule; OpenImages: all
 DECOUPLED = {"crt": "remove", "bags": "remove", "lws": "reset"}  # surgery method of each
@@ -141,6 +146,29 @@ def assert_two_finite_iterations(run: Run) -> None:
     assert run.scalars()[-1]["iter"] == 2
 
 
+def assert_seesaw_head(run: Run, final: dict[str, torch.Tensor]) -> None:
+    """mmdet's Seesaw as its LVIS configs use it: what a wrong key in the config would silently change."""
+    model = run.runner.model
+    bbox_head = getattr(model, "module", model).roi_head.bbox_head
+    loss = bbox_head.loss_cls
+    assert type(loss) is SeesawLoss
+    assert (loss.p, loss.q, loss.num_classes, loss.loss_weight) == (0.8, 2.0, LVIS_NUM_CLASSES, 1.0)
+    assert type(bbox_head.fc_cls) is NormedLinear and bbox_head.fc_cls.tempearture == 20
+    head = "roi_head.bbox_head."
+    assert final[f"{head}fc_cls.weight"].shape == (LVIS_NUM_CLASSES + 2, 1024)  # classes, then objectness
+    # cum_samples counts the labels of every RoI the loss saw, background last: 2 iterations x 2 images x
+    # the 64 RoIs that SMALL's sampler draws per image.
+    counts = final[f"{head}loss_cls.cum_samples"]
+    assert counts.shape == (LVIS_NUM_CLASSES + 1,)
+    rois_per_iteration = SMALL["train_dataloader.batch_size"] * SMALL["model.train_cfg.rcnn.sampler.num"]
+    assert counts.sum() == 2 * rois_per_iteration
+    assert counts[:-1].sum() > 0 and counts[-1] > 0  # foreground and background RoIs both
+    rows = [row for row in run.scalars() if "loss" in row]
+    assert rows and all(
+        math.isfinite(row["loss_cls_objectness"]) and math.isfinite(row["loss_cls_classes"]) for row in rows
+    )
+
+
 @pytest.fixture(scope="module")
 def ce_baseline(lvis_root, tmp_path_factory) -> Run:
     """The LVIS CE baseline, trained once: its own test and the decoupled stages' starting point."""
@@ -183,6 +211,8 @@ def test_lvis_v1_config(method, lvis_root, ce_baseline, tmp_path, monkeypatch):
         assert final[f"{head}loss_cls.pos_grad"].sum() > 0  # the 2 iterations accumulated statistics
     if method in ("eql-loss", "fed-loss"):
         assert final[f"{head}fc_cls.weight"].shape[0] == LVIS_NUM_CLASSES  # sigmoid: no background
+    if method.startswith("seesaw"):
+        assert_seesaw_head(run, final)
     if method in DECOUPLED:
         start = load_checkpoint(kwargs["load_from"])["state_dict"]
         first, second = run.state("iter_1.pth"), run.state("iter_2.pth")
