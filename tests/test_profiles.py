@@ -28,9 +28,12 @@ def _shell_commands(plan: str, rule: str) -> list[str]:
 def test_profile_slurm_plans_the_paper_reproduction_on_slurm():
     plan = _plan("--profile", "slurm")
     assert "config/lvis_v1.yaml" in plan
-    # Eight training jobs of 8 GPUs each (the original's 8x2 setting), submitted to SLURM ...
+    # The paper's eight rows and three beyond it (Seesaw, Seesaw + RFS, Federated Loss): eleven training
+    # jobs of 8 GPUs each (the original's 8x2 setting), submitted to SLURM ...
     trains = re.findall(r"\nrule train:\n(?:    .*\n)*?    resources: ([^\n]*)", plan)
-    assert len(trains) == 8
+    assert len(trains) == 11
+    for method in ("seesaw", "seesaw_rfs", "fed_loss"):
+        assert f"results/lvis_v1/{method}/model_final.pth" in plan
     assert all("gpu=8" in r and "runtime=2880" in r for r in trains)
     # ... after the sha256-checked downloads of the data and the backbone weights.
     assert plan.count("rule download:") == 5
@@ -70,7 +73,7 @@ def test_training_with_several_processes_runs_under_torchrun():
     # the job in seconds, with the doctor's one line in the job's log, before torchrun starts.
     for rule, verb in (("train", "train"), ("predict", "test")):
         commands = _shell_commands(plan, rule)
-        assert len(commands) == 8
+        assert len(commands) == 11  # the paper's eight rows and three beyond it
         prefix = f"{{ eqlv2 doctor --require-gpu && torchrun --standalone --nproc-per-node=8 -m eqlv2 {verb} "
         assert all(c.startswith(prefix) and c.endswith(f"/{rule}.log 2>&1") for c in commands), commands
 

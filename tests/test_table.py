@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from eqlv2.cli import main
@@ -21,7 +22,8 @@ def _metrics(tmp_path, key, segm_ap, box_ap):
 
 
 def test_rows_follow_the_papers_order_whatever_the_input_order(tmp_path):
-    files = {key: _metrics(tmp_path, key, 0.2, 0.25) for key in reversed(list(METHODS))}
+    paper = [key for key, method in METHODS.items() if not method.beyond_paper]
+    files = {key: _metrics(tmp_path, key, 0.2, 0.25) for key in reversed(paper)}
     table = build_table(files, "toy")
     assert list(table["method"]) == ["Baseline", "EQL", "RFS", "LWS", "cRT", "BAGS", "EQLv2", "EQLv2 + RFS"]
     assert list(table["end2end"]) == ["√", "√", "√", "×", "×", "×", "√", "√"]
@@ -67,3 +69,16 @@ def test_bootstrap_intervals_show_as_plus_minus_half_width(tmp_path):
     assert "| 20.0 ± 2.0 | 10.0 ± 7.0 | 20.0 ± 2.0 | 30.0 ± 2.0 |" in row
     header = csv.read_text().splitlines()[0].split(",")
     assert header[2:10] == ["AP", "AP ±", "APr", "APr ±", "APc", "APc ±", "APf", "APf ±"]
+
+
+def test_rows_beyond_the_paper_follow_its_rows_and_say_so(tmp_path):
+    keys = ["fed_loss", "eqlv2", "seesaw", "baseline", "seesaw_rfs"]
+    table = build_table({key: _metrics(tmp_path, key, 0.2, 0.25) for key in keys}, "lvis_v1")
+    assert list(table["method"]) == ["Baseline", "EQLv2", "Seesaw", "Seesaw + RFS", "Federated Loss"]
+    assert list(table["note"]) == ["", "", "beyond the paper; reference: mmdet, 2x",
+                                   "beyond the paper; reference: mmdet, 2x", "beyond the paper"]  # fmt: skip
+    seesaw = table.iloc[2]
+    # mmdet's Seesaw numbers are 2x: shown for reference, never as a difference to our 1x row.
+    assert (seesaw["AP (paper)"], seesaw["AP (box, paper)"]) == (25.0, 25.6)
+    assert pd.isna(seesaw["AP Δ"])
+    assert "note" not in build_table({"eqlv2": _metrics(tmp_path, "eqlv2", 0.2, 0.25)}, "toy")
