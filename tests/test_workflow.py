@@ -15,7 +15,8 @@ from .workflow_helpers import env, run_snakemake, write_config
 CHAIN = ["make_toy", "train", "surgery", "predict", "evaluate_lvis", "collect_metrics", "paper_table", "all"]
 OI_CHAIN = ["convert_openimages", "train_openimages", "predict_openimages", "export_openimages_predictions",
             "evaluate_openimages", "grouped_ap", "openimages_table"]  # fmt: skip
-ROWS = ["Baseline", "EQL", "RFS", "LWS", "cRT", "BAGS", "EQLv2", "EQLv2 + RFS"]
+PAPER_ROWS = ["Baseline", "EQL", "RFS", "LWS", "cRT", "BAGS", "EQLv2", "EQLv2 + RFS"]
+ROWS = PAPER_ROWS + ["Seesaw", "Seesaw + RFS", "Federated Loss"]  # the small setting's rows beyond the paper
 OI_ROWS = ["Faster-R18 (half width)", "Faster-R18 (half width) + EQL", "Faster-R18 (half width) + EQLv2"]
 
 
@@ -98,8 +99,9 @@ def test_small_setting_runs_end_to_end(tmp_path):
     low, high = metrics["segm"]["APr_ci95"]
     assert 0 <= low <= high <= 1
     csv = (tmp_path / "results/toy/paper_table.csv").read_text().splitlines()
-    assert csv[0] == "method,end2end,AP,AP ±,APr,APr ±,APc,APc ±,APf,APf ±,AP (box)"
-    assert [line.split(",")[0] for line in csv[1:]] == ROWS
+    assert csv[0] == "method,end2end,AP,AP ±,APr,APr ±,APc,APc ±,APf,APf ±,AP (box),note"
+    assert [line.split(",")[0] for line in csv[1:]] == ROWS  # the paper's rows first, then the new ones
+    assert [line.split(",")[-1] for line in csv[1:]] == [""] * len(PAPER_ROWS) + ["beyond the paper"] * 3
     assert csv[1].startswith("Baseline,√,")
     ap_segm = float(csv[1].split(",")[2])
     assert ap_segm == pytest.approx(round(100 * metrics["segm"]["AP"], 1))
@@ -116,7 +118,7 @@ def test_small_setting_runs_end_to_end(tmp_path):
 
     # The README's commands for rerunning one stage.  Only evaluation (no inference, no training):
     plan = _job_counts(run_snakemake(tmp_path, configfile, "-n", "all", "-R", "evaluate_lvis").stdout)
-    assert plan == {"evaluate_lvis": 16, "collect_metrics": 8, "paper_table": 1, "all": 1}
+    assert plan == {"evaluate_lvis": 2 * len(ROWS), "collect_metrics": len(ROWS), "paper_table": 1, "all": 1}
     # Only the table:
     plan = _job_counts(run_snakemake(tmp_path, configfile, "-n", "all", "-R", "paper_table").stdout)
     assert plan == {"paper_table": 1, "all": 1}
