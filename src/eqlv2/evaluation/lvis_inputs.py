@@ -220,6 +220,7 @@ class Detections:
     mask_text: np.ndarray | None  # a byte buffer holding the compressed RLE strings (segm evaluation)
     mask_begin: np.ndarray | None  # (D,) detection d's string is mask_text[mask_begin[d]:mask_end[d]]
     mask_end: np.ndarray | None  # (D,)
+    mask_escaped: bool  # the strings are as JSON wrote them (each backslash twice)
     not_exhaustive: np.ndarray  # (D,) bool: the category is not exhaustively annotated in the image
 
 
@@ -287,7 +288,10 @@ def _lacking(results: Results, bit: int, index: np.ndarray, field: str, path: Pa
 
 
 def _masks(results: Results, index: np.ndarray, image: np.ndarray, gt: GroundTruth, path: Path):
-    """The RLE strings of detections ``index`` (of images ``image``): (text, begin, end), sizes checked."""
+    """The RLE strings of detections ``index`` (of images ``image``), sizes checked.
+
+    Returns (text, begin, end, escaped): string i is ``text[begin[i]:end[i]]``, JSON-escaped if ``escaped``.
+    """
     if results.polygons and any(int(i) in results.polygons for i in index):
         strings, sizes = [], []
         for i, img in zip(index.tolist(), image.tolist(), strict=True):
@@ -295,7 +299,7 @@ def _masks(results: Results, index: np.ndarray, image: np.ndarray, gt: GroundTru
             if i in results.polygons:
                 counts, size = mask_string(results.polygons[i], height, width)
             else:
-                counts = results.mask_text[results.mask_start[i] : results.mask_start[i + 1]].tobytes()
+                counts = results.mask_text[results.mask_begin[i] : results.mask_end[i]].tobytes()
                 size = results.mask_size[i].tolist()
             strings.append(counts)
             sizes.append(size)
@@ -305,7 +309,7 @@ def _masks(results: Results, index: np.ndarray, image: np.ndarray, gt: GroundTru
         begin, end = start[:-1], start[1:]
         sizes = np.array(sizes, np.int64).reshape(-1, 2)
     else:  # the file's own buffer, not copied
-        text, begin, end = results.mask_text, results.mask_start[index], results.mask_start[index + 1]
+        text, begin, end = results.mask_text, results.mask_begin[index], results.mask_end[index]
         sizes = results.mask_size[index]
     wrong = np.flatnonzero((sizes != gt.image_sizes[image]).any(axis=1))
     if wrong.size:
@@ -315,7 +319,7 @@ def _masks(results: Results, index: np.ndarray, image: np.ndarray, gt: GroundTru
             f"{path}: detection {first} (image_id {results.image_id[first]}) has a mask of size "
             f"{sizes[wrong[0]].tolist()}, the image is {height}x{width}"
         )
-    return text, begin, end
+    return text, begin, end, results.mask_escaped and not results.polygons
 
 
 def load_detections(path: str | Path, gt: GroundTruth, iou_type: str, max_dets: int) -> Detections:
@@ -377,6 +381,8 @@ def load_detections(path: str | Path, gt: GroundTruth, iou_type: str, max_dets: 
         bbox = np.zeros((len(kept), 4))
         if iou_type == "bbox":
             strings = [masks[0][a:b].tobytes() for a, b in zip(masks[1], masks[2], strict=True)]
+            if masks[3]:
+                strings = [string.replace(b"\\\\", b"\\") for string in strings]
             sizes = gt.image_sizes[image_index].tolist()
             rles = [{"size": size, "counts": c} for size, c in zip(sizes, strings, strict=True)]
             bbox = mask_utils.toBbox(rles).reshape(-1, 4)
@@ -387,11 +393,14 @@ def load_detections(path: str | Path, gt: GroundTruth, iou_type: str, max_dets: 
     selected = (area > 0) & (area < math.inf) & (np.isin(keys, gt.neg_keys) | np.isin(keys, positive_keys))
     chosen = np.flatnonzero(selected)
     mask_text = mask_begin = mask_end = None
+    escaped = False
     if iou_type == "segm":
         if masks is None:
-            mask_text, mask_begin, mask_end = _masks(results, kept[chosen], image_index[chosen], gt, path)
+            mask_text, mask_begin, mask_end, escaped = _masks(
+                results, kept[chosen], image_index[chosen], gt, path
+            )
         else:
-            mask_text, mask_begin, mask_end = masks[0], masks[1][chosen], masks[2][chosen]
+            mask_text, mask_begin, mask_end, escaped = masks[0], masks[1][chosen], masks[2][chosen], masks[3]
     return Detections(
         image=image_index[chosen],
         category=category_index[chosen],
@@ -402,5 +411,6 @@ def load_detections(path: str | Path, gt: GroundTruth, iou_type: str, max_dets: 
         mask_text=mask_text,
         mask_begin=mask_begin,
         mask_end=mask_end,
+        mask_escaped=escaped,
         not_exhaustive=np.isin(keys[chosen], gt.not_exhaustive_keys),
     )

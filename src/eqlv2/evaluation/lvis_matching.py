@@ -168,7 +168,7 @@ def _mask_ious(dts: Detections, dt_order, gt: GroundTruth, gt_order, ranges, iou
     gt_text_start = np.concatenate([[0], np.cumsum(gt_lengths)]).astype(np.int64)
     ious = np.zeros(total, np.float64)
     rle.pair_ious(
-        dts.mask_text, dts.mask_begin, dts.mask_end, dt_order.astype(np.int64),
+        dts.mask_text, dts.mask_begin, dts.mask_end, dts.mask_escaped, dt_order.astype(np.int64),
         gt_text, gt_text_start[:-1], gt_text_start[1:],
         dt_start, dt_end, gt_start, gt_end, iou_start, ious,
     )  # fmt: skip

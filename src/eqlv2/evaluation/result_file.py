@@ -3,8 +3,9 @@
 An LVIS result file holds a few hundred thousand detections (``image_id``, ``category_id``, ``score``,
 ``bbox`` and, for masks, ``segmentation: {size, counts}``).  Parsed with a JSON library, each becomes a
 dict of floats, lists and strings: on 2 cores that alone takes longer than the rest of the evaluation.  The
-numba scanner below reads that layout straight into arrays (keys in any order, unknown keys skipped, JSON
-string escapes in the RLE strings undone); numbers are converted, correctly rounded as Python's
+numba scanner below reads that layout straight into arrays (keys in any order, unknown keys skipped; the
+RLE strings stay in the file's buffer, where JSON wrote each backslash twice, which the RLE decoder of
+:mod:`eqlv2.evaluation.rle` undoes); numbers are converted, correctly rounded as Python's
 ``float`` does, by :mod:`eqlv2.evaluation.float_text`.  Any other layout (polygon masks, ``NaN``
 literals, ids written as floats, ...) makes the scanner give up, and :func:`read_results` falls back to
 a JSON library, so what a file means never depends on which path read it.
@@ -35,8 +36,10 @@ class Results:
     bbox: np.ndarray  # (N, 4) float64, NaN where absent
     fields: np.ndarray  # (N,) bits: which of the fields each detection had
     mask_size: np.ndarray  # (N, 2) int64 height, width; -1 where absent
-    mask_text: np.ndarray  # uint8, the compressed RLE strings one after the other
-    mask_start: np.ndarray  # (N + 1,) detection i's string is mask_text[mask_start[i]:mask_start[i + 1]]
+    mask_text: np.ndarray  # uint8, a buffer holding the compressed RLE strings
+    mask_begin: np.ndarray  # (N,) detection i's string is mask_text[mask_begin[i]:mask_end[i]]
+    mask_end: np.ndarray  # (N,)
+    mask_escaped: bool  # the strings are as JSON wrote them: a backslash is written twice
     polygons: dict  # detection index -> a segmentation given as polygons or uncompressed RLE
 
 
@@ -153,33 +156,23 @@ def _keep_number(buf, start, end, numbers, row, column):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def _unescape(buf, start, end, out, o):  # pragma: no cover
-    """Copy the string body buf[start:end] to out[o:], undoing JSON escapes; the new o, -1 if unsupported."""
-    i = start
-    while i < end:
+def _rle_string_end(buf, i):  # pragma: no cover
+    """Index after the closing quote of the RLE string opening at ``i``, -1 if it is not one as JSON writes
+    them (bytes 48..111, a backslash written twice)."""
+    i += 1
+    while i < len(buf):
         c = buf[i]
+        if c == 34:
+            return i + 1
         if c == 92:
-            e = buf[i + 1]
-            if e == 34 or e == 92 or e == 47:
-                out[o] = e
-            elif e == 98:
-                out[o] = 8
-            elif e == 102:
-                out[o] = 12
-            elif e == 110:
-                out[o] = 10
-            elif e == 114:
-                out[o] = 13
-            elif e == 116:
-                out[o] = 9
-            else:  # \u escapes never occur in RLE strings; leave them to the JSON library
+            if i + 1 >= len(buf) or buf[i + 1] != 92:
                 return -1
             i += 2
-        else:
-            out[o] = c
+        elif 48 <= c <= 111:
             i += 1
-        o += 1
-    return o
+        else:
+            return -1
+    return -1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -188,146 +181,140 @@ def _scan(buf, capacity, k_image, k_category, k_score, k_bbox, k_segm, k_size, k
     ints = np.zeros((capacity, 4), np.int64)  # image_id, category_id, height, width
     fields = np.zeros(capacity, np.int64)
     numbers = np.zeros((capacity, 5, 32), np.uint8)  # score, x, y, w, h as text
-    text = np.empty(len(buf), np.uint8)
-    text_start = np.zeros(capacity + 1, np.int64)
-    o = 0
+    mask_begin = np.zeros(capacity, np.int64)
+    mask_end = np.zeros(capacity, np.int64)
     n = 0
     i = _ws(buf, 0)
     if i >= len(buf) or buf[i] != 91:
-        return 0, False, ints, fields, numbers, text, text_start
+        return 0, False, ints, fields, numbers, mask_begin, mask_end
     i = _ws(buf, i + 1)
     if i < len(buf) and buf[i] == 93:
-        return 0, _ws(buf, i + 1) == len(buf), ints, fields, numbers, text, text_start
+        return 0, _ws(buf, i + 1) == len(buf), ints, fields, numbers, mask_begin, mask_end
     while True:
         if n >= capacity or i >= len(buf) or buf[i] != 123:
-            return n, False, ints, fields, numbers, text, text_start
+            return n, False, ints, fields, numbers, mask_begin, mask_end
         i = _ws(buf, i + 1)
         while i < len(buf) and buf[i] != 125:
             if buf[i] != 34:
-                return n, False, ints, fields, numbers, text, text_start
+                return n, False, ints, fields, numbers, mask_begin, mask_end
             key_end = _string_end(buf, i)
             if key_end < 0:
-                return n, False, ints, fields, numbers, text, text_start
+                return n, False, ints, fields, numbers, mask_begin, mask_end
             k0, k1 = i + 1, key_end - 1
             for k in range(k0, k1):
                 if buf[k] == 92:  # an escaped key: for the JSON library
-                    return n, False, ints, fields, numbers, text, text_start
+                    return n, False, ints, fields, numbers, mask_begin, mask_end
             i = _ws(buf, key_end)
             if i >= len(buf) or buf[i] != 58:
-                return n, False, ints, fields, numbers, text, text_start
+                return n, False, ints, fields, numbers, mask_begin, mask_end
             i = _ws(buf, i + 1)
             if _key_is(buf, k0, k1, k_image) or _key_is(buf, k0, k1, k_category):
                 column = 0 if _key_is(buf, k0, k1, k_image) else 1
                 end = _number_end(buf, i)
                 value, ok = _integer(buf, i, end)
                 if not ok:
-                    return n, False, ints, fields, numbers, text, text_start
+                    return n, False, ints, fields, numbers, mask_begin, mask_end
                 ints[n, column] = value
                 fields[n] |= 1 << column
                 i = end
             elif _key_is(buf, k0, k1, k_score):
                 end = _number_end(buf, i)
                 if not _keep_number(buf, i, end, numbers, n, 0):
-                    return n, False, ints, fields, numbers, text, text_start
+                    return n, False, ints, fields, numbers, mask_begin, mask_end
                 fields[n] |= 4
                 i = end
             elif _key_is(buf, k0, k1, k_bbox):
                 if buf[i] != 91:
-                    return n, False, ints, fields, numbers, text, text_start
+                    return n, False, ints, fields, numbers, mask_begin, mask_end
                 i += 1
                 for column in range(1, 5):
                     i = _ws(buf, i)
                     end = _number_end(buf, i)
                     if not _keep_number(buf, i, end, numbers, n, column):
-                        return n, False, ints, fields, numbers, text, text_start
+                        return n, False, ints, fields, numbers, mask_begin, mask_end
                     i = _ws(buf, end)
                     if i >= len(buf) or buf[i] != (44 if column < 4 else 93):
-                        return n, False, ints, fields, numbers, text, text_start
+                        return n, False, ints, fields, numbers, mask_begin, mask_end
                     i += 1
                 fields[n] |= 8
             elif _key_is(buf, k0, k1, k_segm):
                 if buf[i] != 123:  # polygons: for the JSON library
-                    return n, False, ints, fields, numbers, text, text_start
+                    return n, False, ints, fields, numbers, mask_begin, mask_end
                 i = _ws(buf, i + 1)
                 got = 0
                 while i < len(buf) and buf[i] != 125:
                     if buf[i] != 34:
-                        return n, False, ints, fields, numbers, text, text_start
+                        return n, False, ints, fields, numbers, mask_begin, mask_end
                     key_end = _string_end(buf, i)
                     if key_end < 0:
-                        return n, False, ints, fields, numbers, text, text_start
+                        return n, False, ints, fields, numbers, mask_begin, mask_end
                     s0, s1 = i + 1, key_end - 1
                     i = _ws(buf, key_end)
                     if i >= len(buf) or buf[i] != 58:
-                        return n, False, ints, fields, numbers, text, text_start
+                        return n, False, ints, fields, numbers, mask_begin, mask_end
                     i = _ws(buf, i + 1)
                     if _key_is(buf, s0, s1, k_size):
                         if buf[i] != 91:
-                            return n, False, ints, fields, numbers, text, text_start
+                            return n, False, ints, fields, numbers, mask_begin, mask_end
                         i += 1
                         for column in range(2, 4):
                             i = _ws(buf, i)
                             end = _number_end(buf, i)
                             value, ok = _integer(buf, i, end)
                             if not ok:
-                                return n, False, ints, fields, numbers, text, text_start
+                                return n, False, ints, fields, numbers, mask_begin, mask_end
                             ints[n, column] = value
                             i = _ws(buf, end)
                             if i >= len(buf) or buf[i] != (44 if column < 3 else 93):
-                                return n, False, ints, fields, numbers, text, text_start
+                                return n, False, ints, fields, numbers, mask_begin, mask_end
                             i += 1
                         got |= 1
                     elif _key_is(buf, s0, s1, k_counts):
                         if buf[i] != 34:  # uncompressed RLE: for the JSON library
-                            return n, False, ints, fields, numbers, text, text_start
-                        end = _string_end(buf, i)
+                            return n, False, ints, fields, numbers, mask_begin, mask_end
+                        end = _rle_string_end(buf, i)
                         if end < 0:
-                            return n, False, ints, fields, numbers, text, text_start
-                        o = _unescape(buf, i + 1, end - 1, text, text_start[n])
-                        if o < 0:
-                            return n, False, ints, fields, numbers, text, text_start
-                        text_start[n + 1] = o
+                            return n, False, ints, fields, numbers, mask_begin, mask_end
+                        mask_begin[n], mask_end[n] = i + 1, end - 1  # kept in the file's buffer, escaped
                         i = end
                         got |= 2
                     else:
                         i = _skip_value(buf, i)
                         if i < 0:
-                            return n, False, ints, fields, numbers, text, text_start
+                            return n, False, ints, fields, numbers, mask_begin, mask_end
                     i = _ws(buf, i)
                     if i < len(buf) and buf[i] == 44:
                         i = _ws(buf, i + 1)
                 if got != 3 or i >= len(buf):
-                    return n, False, ints, fields, numbers, text, text_start
+                    return n, False, ints, fields, numbers, mask_begin, mask_end
                 i += 1
                 fields[n] |= 16
             else:
                 i = _skip_value(buf, i)
                 if i < 0:
-                    return n, False, ints, fields, numbers, text, text_start
+                    return n, False, ints, fields, numbers, mask_begin, mask_end
             i = _ws(buf, i)
             if i < len(buf) and buf[i] == 44:
                 i = _ws(buf, i + 1)
             elif i < len(buf) and buf[i] != 125:
-                return n, False, ints, fields, numbers, text, text_start
+                return n, False, ints, fields, numbers, mask_begin, mask_end
         if i >= len(buf):
-            return n, False, ints, fields, numbers, text, text_start
-        if (fields[n] & 16) == 0:
-            text_start[n + 1] = text_start[n]
+            return n, False, ints, fields, numbers, mask_begin, mask_end
         n += 1
         i = _ws(buf, i + 1)
         if i < len(buf) and buf[i] == 44:
             i = _ws(buf, i + 1)
             continue
         if i < len(buf) and buf[i] == 93:
-            return n, _ws(buf, i + 1) == len(buf), ints, fields, numbers, text, text_start
-        return n, False, ints, fields, numbers, text, text_start
+            return n, _ws(buf, i + 1) == len(buf), ints, fields, numbers, mask_begin, mask_end
+        return n, False, ints, fields, numbers, mask_begin, mask_end
 
 
 def scan_results(data: bytes) -> Results | None:
     """The detections of a result file read by the scanner, or None where it leaves the file alone."""
     buf = np.frombuffer(data, np.uint8)
     capacity = data.count(b"{") + 1
-    n, ok, ints, fields, numbers, text, text_start = _scan(buf, capacity, *_KEYS, _SIZE, _COUNTS)
+    n, ok, ints, fields, numbers, mask_begin, mask_end = _scan(buf, capacity, *_KEYS, _SIZE, _COUNTS)
     if not ok:
         return None
     numbers = numbers[:n]
@@ -347,8 +334,10 @@ def scan_results(data: bytes) -> Results | None:
         bbox=values[:, 1:],
         fields=fields,
         mask_size=size,
-        mask_text=text[: text_start[n]],
-        mask_start=text_start[: n + 1],
+        mask_text=buf,
+        mask_begin=mask_begin[:n],
+        mask_end=mask_end[:n],
+        mask_escaped=True,
         polygons={},
     )
 
@@ -397,6 +386,8 @@ def results_from_objects(dets: list, path) -> Results:
     return Results(
         image_id=image_id, category_id=category_id, score=score, bbox=bbox, fields=fields, mask_size=size,
         mask_text=np.frombuffer(b"".join(strings), np.uint8),
-        mask_start=np.concatenate([[0], np.cumsum(lengths)]),
+        mask_begin=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
+        mask_end=np.cumsum(lengths).astype(np.int64),
+        mask_escaped=False,
         polygons=polygons,
     )  # fmt: skip

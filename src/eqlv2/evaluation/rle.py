@@ -18,8 +18,11 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode(text, text_begin, text_end, counts_start, counts):  # pragma: no cover
-    """Decode the RLE strings ``text[text_begin[i]:text_end[i]]`` into ``counts`` (int64 runs)."""
+def _decode(text, text_begin, text_end, escaped, counts_start, counts):  # pragma: no cover
+    """Decode the RLE strings ``text[text_begin[i]:text_end[i]]`` into ``counts`` (int64 runs).
+
+    ``escaped``: the strings are as JSON wrote them, each backslash (a valid RLE byte) written twice.
+    """
     for r in range(len(text_begin)):
         p, end = text_begin[r], text_end[r]
         m = counts_start[r]
@@ -29,6 +32,8 @@ def _decode(text, text_begin, text_end, counts_start, counts):  # pragma: no cov
             k = 0
             more = True
             while more:
+                if escaped and text[p] == 92:
+                    p += 1
                 c = text[p] - 48
                 x |= (c & 0x1F) << (5 * k)
                 more = (c & 0x20) != 0
@@ -43,13 +48,17 @@ def _decode(text, text_begin, text_end, counts_start, counts):  # pragma: no cov
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_runs(text, text_begin, text_end, out):  # pragma: no cover
+def _count_runs(text, text_begin, text_end, escaped, out):  # pragma: no cover
     """Number of runs in each string: one per byte without the continuation bit."""
     for r in range(len(text_begin)):
         n = 0
-        for p in range(text_begin[r], text_end[r]):
+        p = text_begin[r]
+        while p < text_end[r]:
+            if escaped and text[p] == 92:
+                p += 1
             if ((text[p] - 48) & 0x20) == 0:
                 n += 1
+            p += 1
         out[r] = n
 
 
@@ -57,16 +66,18 @@ def decode(strings: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """Run lengths of compressed RLE strings: ``counts[start[i]:start[i + 1]]`` is mask ``i``'s."""
     lengths = np.fromiter(map(len, strings), np.int64, len(strings))
     text_start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    return decode_text(np.frombuffer(b"".join(strings), np.uint8), text_start[:-1], text_start[1:])
+    return decode_text(np.frombuffer(b"".join(strings), np.uint8), text_start[:-1], text_start[1:], False)
 
 
-def decode_text(text: np.ndarray, begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``decode`` of the strings ``text[begin[i]:end[i]]`` of a byte buffer (uint8)."""
+def decode_text(
+    text: np.ndarray, begin: np.ndarray, end: np.ndarray, escaped: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """``decode`` of the strings ``text[begin[i]:end[i]]`` of a byte buffer (uint8), JSON-escaped or not."""
     runs = np.empty(len(begin), np.int64)
-    _count_runs(text, begin, end, runs)
+    _count_runs(text, begin, end, escaped, runs)
     counts_start = np.concatenate([[0], np.cumsum(runs)]).astype(np.int64)
     counts = np.empty(int(counts_start[-1]), np.int64)
-    _decode(text, begin, end, counts_start, counts)
+    _decode(text, begin, end, escaped, counts_start, counts)
     return counts, counts_start
 
 
@@ -122,23 +133,18 @@ def _intersection(counts_a, a0, a1, counts_b, b0, b1):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_some(text, text_begin, text_end, which, runs_out):  # pragma: no cover
+def _decode_some(text, text_begin, text_end, escaped, which, runs_out):  # pragma: no cover
     """Decode strings ``which`` into one run store: (counts, start)."""
     n = len(which)
     sizes = np.empty(n, np.int64)
-    for r in range(n):
-        c = 0
-        for q in range(text_begin[which[r]], text_end[which[r]]):
-            if ((text[q] - 48) & 0x20) == 0:
-                c += 1
-        sizes[r] = c
+    _count_runs(text, text_begin[which], text_end[which], escaped, sizes)
     start = np.empty(n + 1, np.int64)
     start[0] = 0
     for r in range(n):
         start[r + 1] = start[r] + sizes[r]
     if len(runs_out) < start[n]:
         runs_out = np.empty(2 * start[n], np.int64)
-    _decode(text, text_begin[which], text_end[which], start, runs_out)
+    _decode(text, text_begin[which], text_end[which], escaped, start, runs_out)
     return runs_out, start
 
 
@@ -147,6 +153,7 @@ def pair_ious(
     dt_text,
     dt_begin,
     dt_end_text,
+    dt_escaped,
     dt_order,
     gt_text,
     gt_begin,
@@ -171,8 +178,12 @@ def pair_ious(
         ng = gt_end[p] - gt_start[p]
         if nd == 0 or ng == 0:
             continue
-        dt_runs, ds = _decode_some(dt_text, dt_begin, dt_end_text, dt_order[dt_start[p] : dt_end[p]], dt_runs)
-        gt_runs, gs = _decode_some(gt_text, gt_begin, gt_end_text, np.arange(gt_start[p], gt_end[p]), gt_runs)
+        dt_runs, ds = _decode_some(
+            dt_text, dt_begin, dt_end_text, dt_escaped, dt_order[dt_start[p] : dt_end[p]], dt_runs
+        )
+        gt_runs, gs = _decode_some(
+            gt_text, gt_begin, gt_end_text, False, np.arange(gt_start[p], gt_end[p]), gt_runs
+        )
         dt_first = np.empty(nd, np.int64)
         dt_last = np.empty(nd, np.int64)
         dt_area = np.empty(nd, np.int64)
