@@ -1,18 +1,24 @@
+import shlex
 from pathlib import Path
 
 from eqlv2.data.manifest import original_checkpoint_name
-from eqlv2.methods import get_openimages_method
-from eqlv2.schema import check_config
+from eqlv2.methods import configured_methods, get_openimages_method
+from eqlv2.schema import ConfigError, check_config
 
 check_config(
     config,
     Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
     workflow.configfiles,
 )
+# The rows of the paper table: the known methods and those of one's own (a key with a name).
+try:
+    METHOD_ROWS = configured_methods(config.get("methods", {}))
+except ValueError as err:
+    raise ConfigError(f"{', '.join(map(str, workflow.configfiles))}: {err}") from None
 
 DATASET = config["dataset"]
 DATA_ROOT = f"resources/{DATASET}"
-METHODS = list(config.get("methods", {}))
+METHODS = list(METHOD_ROWS)
 PUBLISHED = list(config.get("published", {}))  # the original's checkpoints to evaluate
 OPENIMAGES = config.get("openimages", {})
 OI_METHODS = list(OPENIMAGES.get("methods", {}))
@@ -139,8 +145,17 @@ def get_output_dir(wildcards, output):
 
 
 def get_model_config(wildcards):
-    """A method's config; a published checkpoint (published/<method>) is evaluated with its method's."""
-    return config["methods"][wildcards.method.removeprefix("published/")]["config"]
+    """A method's config; a published checkpoint (published/<method>) is evaluated with its method's.
+
+    A relative path that is no file in the working directory is taken from the repository's root, so
+    that a config under examples/ is found by a run in another --directory too; anything else is passed
+    on as given (a name under src/eqlv2/configs/, which `eqlv2` resolves).
+    """
+    name = config["methods"][wildcards.method.removeprefix("published/")]["config"]
+    in_repository = Path(workflow.basedir) / name
+    if not Path(name).is_file() and in_repository.is_file():
+        return str(in_repository)
+    return name
 
 
 def get_train_args(wildcards, input):
@@ -161,6 +176,18 @@ def get_toy_args(wildcards):
 
 def get_metrics_args(wildcards, input):
     return " ".join(f"{m}={path}" for m, path in zip(METHODS, input.metrics))
+
+
+def get_own_methods_args(wildcards):
+    """`eqlv2 table` arguments for the methods of one's own: their row labels, and which are decoupled."""
+    own = [method for method in METHOD_ROWS.values() if method.own]
+    args = []
+    if own:
+        args.append("--own " + " ".join(shlex.quote(f"{m.key}={m.name}") for m in own))
+    decoupled = [m.key for m in own if not m.end2end]
+    if decoupled:
+        args.append("--decoupled " + " ".join(decoupled))
+    return " ".join(args)
 
 
 def get_resource(job, name):

@@ -14,6 +14,7 @@ rule paper_table:
         "../envs/eqlv2.yaml"
     params:
         metrics=get_metrics_args,
+        own=get_own_methods_args,
     shell:
-        "eqlv2 table --dataset {wildcards.dataset} --metrics {params.metrics}"
+        "eqlv2 table --dataset {wildcards.dataset} --metrics {params.metrics} {params.own}"
         " --md {output.md} --csv {output.csv} > {log} 2>&1"

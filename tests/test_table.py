@@ -9,7 +9,7 @@ import pytest
 
 from eqlv2.cli import main
 from eqlv2.evaluation.lvis import METRIC_KEYS
-from eqlv2.methods import METHODS, PUBLISHED_LVIS_V1_SEGM
+from eqlv2.methods import METHODS, PUBLISHED_LVIS_V1_SEGM, Method, configured_methods
 from eqlv2.tools.table import build_table
 
 
@@ -82,3 +82,59 @@ def test_rows_beyond_the_paper_follow_its_rows_and_say_so(tmp_path):
     assert (seesaw["AP (paper)"], seesaw["AP (box, paper)"]) == (25.0, 25.6)
     assert pd.isna(seesaw["AP Δ"])
     assert "note" not in build_table({"eqlv2": _metrics(tmp_path, "eqlv2", 0.2, 0.25)}, "toy")
+
+
+def test_methods_of_ones_own_follow_every_known_row_in_their_order(tmp_path):
+    own = {"zeta": Method("zeta", "Zeta (mine)", True, own=True),
+           "alpha": Method("alpha", "Alpha (mine)", False, own=True)}  # fmt: skip
+    keys = ["alpha", "fed_loss", "zeta", "baseline"]
+    table = build_table({key: _metrics(tmp_path, key, 0.2, 0.25) for key in keys}, "lvis_v1", own)
+    assert list(table["method"]) == ["Baseline", "Federated Loss", "Zeta (mine)", "Alpha (mine)"]
+    assert list(table["end2end"]) == ["√", "√", "√", "×"]
+    assert list(table["note"]) == ["", "beyond the paper", "own method", "own method"]
+    # No published number for a method of one's own, on LVIS v1 either.
+    mine = table.iloc[2]
+    assert mine["AP"] == 20.0 and pd.isna(mine["AP (paper)"]) and pd.isna(mine["AP Δ"])
+    with pytest.raises(ValueError, match="unknown method 'zeta'.*eqlv2 table --own zeta=LABEL"):
+        build_table({"zeta": _metrics(tmp_path, "zeta", 0.2, 0.25)}, "toy")
+
+
+def test_cli_takes_the_labels_of_ones_own_rows(tmp_path, capsys):
+    base, mine = _metrics(tmp_path, "baseline", 0.1, 0.12), _metrics(tmp_path, "mine", 0.2, 0.3)
+    md, csv = tmp_path / "t.md", tmp_path / "t.csv"
+    common = ["table", "--dataset", "toy", "--metrics", f"mine={mine}", f"baseline={base}"]
+    out = ["--md", str(md), "--csv", str(csv)]
+    assert main([*common, "--own", "mine=My loss, v2", "--decoupled", "mine", *out]) == 0
+    lines = csv.read_text().splitlines()
+    assert lines[0] == "method,end2end,AP,APr,APc,APf,AP (box),note"
+    assert lines[1] == "Baseline,√,10.0,5.0,10.0,15.0,12.0,"
+    assert lines[2] == '"My loss, v2",×,20.0,10.0,20.0,30.0,30.0,own method'
+    assert "| My loss, v2 |" in md.read_text()
+    capsys.readouterr()
+    assert main([*common, *out]) == 2  # no label for 'mine'
+    assert "unknown method 'mine'" in capsys.readouterr().err
+    assert main([*common, "--own", "mine=Mine", "--decoupled", "other", *out]) == 2
+    assert "--decoupled other: not a method of one's own" in capsys.readouterr().err
+    assert main([*common, "--own", "mine=Mine", "baseline=Mine too", *out]) == 2
+    assert "--own baseline: a known method, whose row label is 'Baseline'" in capsys.readouterr().err
+
+
+def test_configured_methods_from_a_workflow_config():
+    rows = configured_methods({"eqlv2": {"config": "a.py"}, "mine": {"config": "b.py", "name": "Mine"},
+                               "mine_crt": {"config": "c.py", "name": "Mine (cRT)",
+                                            "init": {"from": "mine", "surgery": "remove"}}})  # fmt: skip
+    assert list(rows) == ["eqlv2", "mine", "mine_crt"]
+    assert rows["eqlv2"] is METHODS["eqlv2"]
+    assert rows["mine"] == Method("mine", "Mine", True, own=True)
+    assert rows["mine_crt"] == Method("mine_crt", "Mine (cRT)", False, own=True)  # init: decoupled
+    with pytest.raises(ValueError) as err:
+        configured_methods({"crt": {"config": "a.py", "name": "X"}, "a": {"config": "b.py"},
+                            "b": {"config": "c.py", "name": "Same"},
+                            "c": {"config": "d.py", "name": "Same"}})  # fmt: skip
+    problems = str(err.value).split("; ")
+    assert len(problems) == 3
+    assert problems[0] == ("methods.crt.name: 'crt' is a known method, whose row label is 'cRT' "
+                           "(give a method of one's own a key of its own)")  # fmt: skip
+    assert problems[1].startswith("methods: 'a' is not one of the known methods (baseline, eql, ")
+    assert problems[-1] == "methods.c.name: 'Same' is already the row label of methods.b"
+    assert "\n" not in str(err.value)

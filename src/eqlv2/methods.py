@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -11,6 +12,7 @@ class Method:
     name: str  # the row label of the paper table
     end2end: bool  # False for the decoupled methods, retrained from the baseline's checkpoint
     beyond_paper: bool = False  # a row the EQLv2 paper's table does not have (today's baselines)
+    own: bool = False  # a method of one's own, named in the workflow config (examples/my_loss/)
 
 
 METHODS = {
@@ -48,11 +50,52 @@ PUBLISHED_LVIS_V1_BBOX_AP = {"eqlv2": 24.2}
 REFERENCE_LVIS_V1_2X = {"seesaw": (25.0, 25.6), "seesaw_rfs": (26.4, 27.6)}
 
 
-def get_method(key: str) -> Method:
-    try:
+def get_method(key: str, own: Mapping[str, Method] | None = None) -> Method:
+    """A known row, or one of ``own``, the methods of one's own that a workflow config names."""
+    if key in METHODS:
         return METHODS[key]
-    except KeyError:
-        raise ValueError(f"unknown method '{key}'; known: {', '.join(METHODS)}") from None
+    if own and key in own:
+        return own[key]
+    raise ValueError(
+        f"unknown method '{key}'; known: {', '.join(METHODS)}; "
+        f"a method of one's own needs a row label (eqlv2 table --own {key}=LABEL)"
+    )
+
+
+def configured_methods(entries: Mapping[str, Mapping]) -> dict[str, Method]:
+    """The rows of a workflow config's ``methods`` section, in its order; ValueError on a bad entry.
+
+    A key of :data:`METHODS` is that row, whose label and training style are fixed (so a ``name`` on it
+    is refused: it would put the paper's numbers beside another method).  Any other key is a method of
+    one's own: its ``name`` is the row label, which must differ from every other label, and it is
+    decoupled exactly when it has an ``init`` (retrained from another method's checkpoint).  The
+    schema has checked the types already; what it cannot say without listing the known keys a second
+    time is checked here, every problem in one line.
+    """
+    labels = {method.name: f"the known method {key}" for key, method in METHODS.items()}
+    rows, problems = {}, []
+    for key, spec in entries.items():
+        name = spec.get("name")
+        if key in METHODS:
+            if name is not None:
+                problems.append(
+                    f"methods.{key}.name: '{key}' is a known method, whose row label is "
+                    f"'{METHODS[key].name}' (give a method of one's own a key of its own)"
+                )
+            rows[key] = METHODS[key]
+        elif name is None:
+            problems.append(
+                f"methods: '{key}' is not one of the known methods ({', '.join(METHODS)}) and has no "
+                "name (a method of one's own needs one: its row label in the table)"
+            )
+        elif name in labels:
+            problems.append(f"methods.{key}.name: '{name}' is already the row label of {labels[name]}")
+        else:
+            labels[name] = f"methods.{key}"
+            rows[key] = Method(key, name, end2end="init" not in spec, own=True)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return rows
 
 
 @dataclass(frozen=True)

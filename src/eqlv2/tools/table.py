@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -14,22 +15,28 @@ from eqlv2.methods import (
     PUBLISHED_LVIS_V1_BBOX_AP,
     PUBLISHED_LVIS_V1_SEGM,
     REFERENCE_LVIS_V1_2X,
+    Method,
     get_method,
 )
 
 SEGM_COLUMNS = ("AP", "APr", "APc", "APf")
 
 
-def build_table(metrics_files: dict[str, str | Path], dataset: str) -> pd.DataFrame:
+def build_table(
+    metrics_files: dict[str, str | Path], dataset: str, own: Mapping[str, Method] | None = None
+) -> pd.DataFrame:
     """One row per method, in the paper's row order; numbers in percent with one decimal.
 
     For LVIS v1 the original's published mask numbers stand beside ours, with the difference.  Where the
     evaluation bootstrapped, each mask AP column has a ``± `` companion: half the 95% interval's width.
+    The methods of one's own (``own``, keyed like ``metrics_files``) come after every known row, in the
+    order of ``own``, and the ``note`` column says so.
     """
     rows = []
-    order = list(METHODS)
-    for key, path in sorted(metrics_files.items(), key=lambda item: order.index(get_method(item[0]).key)):
-        method = get_method(key)
+    methods = {key: get_method(key, own) for key in metrics_files}  # an unknown key fails here
+    order = [*METHODS, *(own or {})]
+    for key in sorted(methods, key=order.index):
+        method, path = methods[key], metrics_files[key]
         metrics = json.loads(Path(path).read_text())
         for iou_type in ("bbox", "segm"):
             if iou_type not in metrics:
@@ -49,7 +56,9 @@ def build_table(metrics_files: dict[str, str | Path], dataset: str) -> pd.DataFr
             row["AP (box, paper)"] = PUBLISHED_LVIS_V1_BBOX_AP.get(key)
             if key in REFERENCE_LVIS_V1_2X:  # shown for reference, no difference: another schedule
                 row["AP (paper)"], row["AP (box, paper)"] = REFERENCE_LVIS_V1_2X[key]
-        if method.beyond_paper:
+        if method.own:
+            row["note"] = "own method"
+        elif method.beyond_paper:
             row["note"] = "beyond the paper" + ("; reference: mmdet, 2x" if key in REFERENCE_LVIS_V1_2X
                                                 and dataset == "lvis_v1" else "")  # fmt: skip
         rows.append(row)
@@ -72,13 +81,29 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--dataset", required=True, help="dataset name; lvis_v1 adds the paper's numbers")
     p.add_argument("--metrics", required=True, nargs="+", metavar="METHOD=METRICS_JSON", help="one per row")
+    p.add_argument(
+        "--own",
+        nargs="+",
+        default=[],
+        metavar="METHOD=LABEL",
+        help="the row label of a method of one's own (a key not in the paper's or today's rows); "
+        "these rows follow the others, in this order",
+    )
+    p.add_argument(
+        "--decoupled",
+        nargs="+",
+        default=[],
+        metavar="METHOD",
+        help="methods of one's own retrained from another's checkpoint (× in the end2end column)",
+    )
     p.add_argument("--md", required=True, metavar="PATH", help="Markdown output")
     p.add_argument("--csv", required=True, metavar="PATH", help="CSV output")
     p.set_defaults(func=command, verb="table")
 
 
 def parse_named_paths(items: list[str], option: str) -> dict[str, str]:
-    """``METHOD=PATH`` command-line items as a dict; anything else is an error naming the option."""
+    """``METHOD=PATH`` (or ``METHOD=LABEL``) command-line items as a dict; anything else is an error naming
+    the option."""
     named = {}
     for item in items:
         key, sep, path = item.partition("=")
@@ -107,6 +132,18 @@ def write_table(frame: pd.DataFrame, md: str | Path, csv: str | Path) -> str:
     return markdown
 
 
+def own_methods(labels: dict[str, str], decoupled: list[str]) -> dict[str, Method]:
+    """The rows of one's own from ``--own`` labels and the ``--decoupled`` keys among them."""
+    for key in decoupled:
+        if key not in labels:
+            raise ValueError(f"--decoupled {key}: not a method of one's own (give it with --own {key}=LABEL)")
+    for key in labels:
+        if key in METHODS:
+            raise ValueError(f"--own {key}: a known method, whose row label is '{METHODS[key].name}'")
+    return {key: Method(key, name, key not in decoupled, own=True) for key, name in labels.items()}
+
+
 def command(args: argparse.Namespace) -> None:
-    frame = build_table(parse_named_paths(args.metrics, "--metrics"), args.dataset)
+    own = own_methods(parse_named_paths(args.own, "--own"), args.decoupled)
+    frame = build_table(parse_named_paths(args.metrics, "--metrics"), args.dataset, own)
     print(write_table(frame, args.md, args.csv))
