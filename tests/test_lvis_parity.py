@@ -154,3 +154,31 @@ def test_frequency_groups_follow_the_categories(tmp_path):
     letters = {c["id"]: c["frequency"] for c in gt["categories"]}
     for letter, group in zip("rcf", loaded.frequency_groups(), strict=True):
         assert {int(loaded.category_ids[k]) for k in group} == {i for i, f in letters.items() if f == letter}
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_per_class_ap_is_lvis_evals_and_averages_to_ap(tmp_path, iou_type):
+    gt, results = make_case(12)
+    paths = write_case(tmp_path, gt, results)
+    fast = evaluate_lvis(*paths, iou_type, per_class=True)
+    reference = evaluate_lvis(*paths, iou_type, backend="lvis", per_class=True)
+    assert [r["category_id"] for r in fast["per_class"]] == sorted(c["id"] for c in gt["categories"])
+    for ours, theirs in zip(fast["per_class"], reference["per_class"], strict=True):
+        assert {k: v for k, v in ours.items() if k != "AP"} == {k: v for k, v in theirs.items() if k != "AP"}
+        assert abs(ours["AP"] - theirs["AP"]) <= TOLERANCE, ours
+    scored = [r["AP"] for r in fast["per_class"] if r["AP"] > -1]
+    assert len(scored) < len(fast["per_class"])  # some categories have no ground truth in val
+    assert np.mean(scored) == pytest.approx(fast["AP"], abs=1e-12)  # AP is the mean over the scored classes
+
+
+def test_cli_writes_the_per_class_csv(tmp_path):
+    gt, results = make_case(13, CaseSize(images=20, categories=25))
+    gt_path, dt_path = write_case(tmp_path, gt, results)
+    out, per_class = tmp_path / "metrics.json", tmp_path / "per_class.csv"
+    argv = ["evaluate-lvis", "--ann", str(gt_path), "--results", str(dt_path), "--iou-type", "segm",
+            "--out", str(out), "--per-class", str(per_class)]  # fmt: skip
+    assert main(argv) == 0
+    lines = per_class.read_text().splitlines()
+    assert lines[0] == "category_id,name,frequency,image_count,instance_count,AP"
+    assert len(lines) == 1 + len(gt["categories"])
+    assert "per_class" not in json.loads(out.read_text())

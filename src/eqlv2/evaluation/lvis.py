@@ -20,12 +20,19 @@ from pathlib import Path
 import numpy as np
 
 from eqlv2.compat import import_lvis, numpy_float_alias
-from eqlv2.evaluation.lvis_inputs import GroundTruth, load_detections, load_ground_truth, read_json
+from eqlv2.evaluation.lvis_inputs import (
+    FREQUENCIES,
+    GroundTruth,
+    load_detections,
+    load_ground_truth,
+    read_json,
+)
 from eqlv2.evaluation.lvis_matching import Matches, match
 from eqlv2.evaluation.lvis_scoring import (
     accumulate,
     bootstrap_replicates,
     confidence_intervals,
+    per_class_ap,
     resample_weights,
     summarize,
 )
@@ -95,12 +102,15 @@ def evaluate_lvis(
     backend: str = "fast",
     bootstrap: int = 0,
     seed: int = 0,
-) -> dict[str, float | list[float]]:
+    per_class: bool = False,
+) -> dict:
     """Evaluate a COCO-style result file against an LVIS-format annotation file.
 
     Returns the 16 metrics of the original's printout under the keys of ``metric_keys(max_dets)``; with
     ``bootstrap`` > 0 also ``AP_ci95``, ``APr_ci95``, ``APc_ci95`` and ``APf_ci95``: 95% percentile
-    intervals over that many resamples of the images (fast backend only; deterministic for a seed).
+    intervals over that many resamples of the images (fast backend only; deterministic for a seed); with
+    ``per_class``, under ``per_class``, one row per category: its id, name, frequency group, training
+    image and instance counts (from the annotation file's categories) and AP (-1: no ground truth).
     """
     if iou_type not in IOU_TYPES:
         raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
@@ -111,10 +121,10 @@ def evaluate_lvis(
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be 0 (off) or a number of resamples, got {bootstrap}")
     if backend == "fast":
-        return _evaluate_fast(ann_file, results_file, iou_type, max_dets, bootstrap, seed)
+        return _evaluate_fast(ann_file, results_file, iou_type, max_dets, bootstrap, seed, per_class)
     if bootstrap:
         raise ValueError("bootstrap intervals need the fast backend (--backend fast)")
-    return _evaluate_reference(ann_file, results_file, iou_type, max_dets)
+    return _evaluate_reference(ann_file, results_file, iou_type, max_dets, per_class)
 
 
 def match_lvis(
@@ -125,7 +135,7 @@ def match_lvis(
     return gt, match(gt, load_detections(results_file, gt, iou_type, max_dets), iou_type)
 
 
-def _evaluate_fast(ann_file, results_file, iou_type, max_dets, bootstrap, seed) -> dict:
+def _evaluate_fast(ann_file, results_file, iou_type, max_dets, bootstrap, seed, per_class) -> dict:
     gt, matches = match_lvis(ann_file, results_file, iou_type, max_dets)
     precision, recall = accumulate(matches)
     groups = gt.frequency_groups()
@@ -133,10 +143,24 @@ def _evaluate_fast(ann_file, results_file, iou_type, max_dets, bootstrap, seed) 
     if bootstrap:
         weights = resample_weights(len(gt.image_ids), bootstrap, seed)
         metrics.update(confidence_intervals(bootstrap_replicates(matches, groups, weights)))
+    if per_class:
+        categories = zip(gt.category_ids, gt.category_names, gt.frequency, gt.category_counts, strict=True)
+        metrics["per_class"] = [
+            _class_row(category, name, FREQUENCIES[frequency], counts, ap)
+            for (category, name, frequency, counts), ap in zip(
+                categories, per_class_ap(precision), strict=True
+            )
+        ]
     return metrics
 
 
-def _evaluate_reference(ann_file, results_file, iou_type, max_dets) -> dict[str, float]:
+def _class_row(category_id, name, frequency, counts, ap) -> dict:
+    image_count, instance_count = (int(v) for v in counts)
+    return {"category_id": int(category_id), "name": name, "frequency": frequency,
+            "image_count": image_count, "instance_count": instance_count, "AP": float(ap)}  # fmt: skip
+
+
+def _evaluate_reference(ann_file, results_file, iou_type, max_dets, per_class=False) -> dict:
     """``LVISEval`` itself, as a user of the ``lvis`` package would call it."""
     if not Path(ann_file).is_file():
         raise FileNotFoundError(f"annotation file {ann_file} does not exist")
@@ -154,6 +178,14 @@ def _evaluate_reference(ann_file, results_file, iou_type, max_dets) -> dict[str,
     metrics = {key: float(lvis_eval.results[key]) for key in keys[:13]}
     for group, key in zip("rcf", keys[13:], strict=True):
         metrics[key] = _group_recall(lvis_eval, group)
+    if per_class:
+        aps = per_class_ap(lvis_eval.eval["precision"])
+        cats = [gt.cats[c] for c in lvis_eval.params.cat_ids]
+        metrics["per_class"] = [
+            _class_row(c["id"], c.get("name", ""), c["frequency"], (c.get("image_count", -1),
+                       c.get("instance_count", -1)), ap)
+            for c, ap in zip(cats, aps, strict=True)
+        ]  # fmt: skip
     return metrics
 
 

@@ -84,6 +84,8 @@ class GroundTruth:
     image_sizes: np.ndarray  # (I, 2) height, width
     category_ids: np.ndarray  # (K,) sorted
     frequency: np.ndarray  # (K,) index into FREQUENCIES
+    category_names: list  # (K,) the categories' "name" ("" where absent)
+    category_counts: np.ndarray  # (K, 2) training image_count, instance_count of each category (-1: absent)
     neg_keys: np.ndarray  # sorted image_index * K + category_index of each image's negative categories
     not_exhaustive_keys: np.ndarray  # the same for not_exhaustive_category_ids
     ann_image: np.ndarray  # (G,) image index
@@ -150,7 +152,12 @@ def load_ground_truth(path: str | Path, iou_type: str) -> GroundTruth:
     num_cats = len(category_ids)
 
     frequency = np.empty(num_cats, np.int64)
+    names = [""] * num_cats
+    counts = np.full((num_cats, 2), -1, np.int64)
     for cat in categories:
+        index = int(np.searchsorted(category_ids, cat["id"]))
+        names[index] = str(cat.get("name", ""))
+        counts[index] = (cat.get("image_count", -1), cat.get("instance_count", -1))
         letter = _field(cat, "frequency", path, "category")
         if letter not in FREQUENCIES:
             raise ValueError(f"{path}: category {cat['id']} has frequency {letter!r}, not one of r, c, f")
@@ -195,6 +202,8 @@ def load_ground_truth(path: str | Path, iou_type: str) -> GroundTruth:
         image_sizes=image_sizes,
         category_ids=category_ids,
         frequency=frequency,
+        category_names=names,
+        category_counts=counts,
         neg_keys=np.unique(np.asarray(neg_keys, np.int64)),
         not_exhaustive_keys=np.unique(np.asarray(not_exhaustive_keys, np.int64)),
         ann_image=image_index[order],

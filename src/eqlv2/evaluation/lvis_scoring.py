@@ -82,6 +82,16 @@ def accumulate(matches: Matches) -> tuple[np.ndarray, np.ndarray]:
     return _accumulate(matches.tp, matches.fp, matches.category_start, matches.num_gt, RECALL_THRESHOLDS)
 
 
+def per_class_ap(precision: np.ndarray) -> np.ndarray:
+    """Each category's AP at area "all" (mean precision over IoU thresholds and recall points); -1 where
+    it has no ground truth, as in ``LVISEval``'s precision array."""
+    per_class = precision[:, :, :, 0]
+    valid = per_class > -1
+    sums = np.where(valid, per_class, 0.0).sum(axis=(0, 1))
+    counts = valid.sum(axis=(0, 1))
+    return np.where(counts > 0, sums / np.maximum(counts, 1), -1.0)
+
+
 def _mean_valid(values: np.ndarray) -> float:
     valid = values[values > -1]
     return float(np.mean(valid)) if valid.size else -1.0

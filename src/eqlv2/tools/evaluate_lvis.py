@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+import pandas as pd
+
 from eqlv2.evaluation.lvis import BACKENDS, IOU_TYPES, evaluate_lvis, format_metrics
-from eqlv2.io import atomic_write_json
+from eqlv2.io import atomic_write_json, atomic_write_text
 
 
 def add_parser(subparsers) -> None:
@@ -36,13 +38,20 @@ def add_parser(subparsers) -> None:
         "--bootstrap", type=int, default=0, metavar="N", help="resamples for 95%% intervals (0: off)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the resamples")
+    p.add_argument(
+        "--per-class", metavar="CSV", help="also write each category's AP, group and training counts"
+    )
     p.set_defaults(func=command, verb="evaluate-lvis")
 
 
 def command(args: argparse.Namespace) -> None:
     metrics = evaluate_lvis(
-        args.ann, args.results, args.iou_type, args.max_dets, args.backend, args.bootstrap, args.seed
-    )
+        args.ann, args.results, args.iou_type, args.max_dets, args.backend, args.bootstrap, args.seed,
+        per_class=bool(args.per_class),
+    )  # fmt: skip
     print(f"{args.iou_type} AP")
+    rows = metrics.pop("per_class", None)
     print(format_metrics(metrics, args.max_dets))
+    if rows is not None:
+        atomic_write_text(args.per_class, pd.DataFrame(rows).to_csv(index=False))
     atomic_write_json(args.out, metrics)
