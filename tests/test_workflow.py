@@ -106,7 +106,7 @@ def test_small_setting_runs_end_to_end(tmp_path):
     ap_segm = float(csv[1].split(",")[2])
     assert ap_segm == pytest.approx(round(100 * metrics["segm"]["AP"], 1))
     markdown = (tmp_path / "results/toy/paper_table.md").read_text()
-    assert "| EQLv2 + RFS |" in markdown and " ± " in markdown
+    assert "| EQLv2 + RFS " in markdown and " ± " in markdown  # (columns padded to the longest name)
     _check_openimages_branch(tmp_path)
     # The decoupled methods started from the baseline's checkpoint after surgery.
     for surgery in ("remove", "reset"):
