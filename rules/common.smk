@@ -17,6 +17,9 @@ except ValueError as err:
     raise ConfigError(f"{', '.join(map(str, workflow.configfiles))}: {err}") from None
 
 DATASET = config["dataset"]
+# LVIS downloaded (v1, or v0.5 with its 1230 classes) rather than generated; the toy writes v1's names.
+LVIS_DOWNLOADED = config["source"] in ("lvis_v1", "lvis_v0.5")
+LVIS_VERSION = "v0.5" if config["source"] == "lvis_v0.5" else "v1"
 DATA_ROOT = f"resources/{DATASET}"
 METHODS = list(METHOD_ROWS)
 PUBLISHED = list(config.get("published", {}))  # the original's checkpoints to evaluate
@@ -61,8 +64,8 @@ wildcard_constraints:
 
 
 def get_annotation(split):
-    """The LVIS-format annotation file of a split."""
-    return f"{DATA_ROOT}/annotations/lvis_v1_{split}.json"
+    """The LVIS-format annotation file of a split (as the LVIS archives name it)."""
+    return f"{DATA_ROOT}/annotations/lvis_{LVIS_VERSION}_{split}.json"
 
 
 def get_data_root(wildcards, input):
@@ -77,26 +80,27 @@ def get_toy_dir(wildcards, output):
 
 def get_images(split):
     """The image folder of a split, where a rule (rather than make-toy) provides it."""
-    return [f"{DATA_ROOT}/{split}2017"] if config["source"] == "lvis_v1" else []
+    return [f"{DATA_ROOT}/{split}2017"] if LVIS_DOWNLOADED else []
 
 
 def get_backbone_weights():
     """ImageNet weights the LVIS configs start from, downloaded so compute nodes need no internet."""
-    return (
-        ["resources/downloads/resnet50-0676ba61.pth"]
-        if config["source"] == "lvis_v1"
-        else []
-    )
+    return ["resources/downloads/resnet50-0676ba61.pth"] if LVIS_DOWNLOADED else []
 
 
 def get_download_source(wildcards):
     """`--url` for a manifest file the config points at an existing copy or a mirror, and `--sha256`
-    for a published checkpoint whose hash the config gives."""
+    for a file whose hash the config gives (lvis.sha256: the LVIS v0.5 archives; a published
+    checkpoint's sha256).  A null hash passes nothing, and `eqlv2 download` stops naming the key.
+    """
     mirrors = {
         **config.get("lvis", {}).get("mirrors", {}),
         **OPENIMAGES.get("mirrors", {}),
     }
     args = []
+    sha256 = config.get("lvis", {}).get("sha256", {}).get(wildcards.name)
+    if sha256:
+        args.append(f"--sha256 {sha256}")
     for method, spec in config.get("published", {}).items():
         if wildcards.name == original_checkpoint_name(method):
             if spec.get("url"):

@@ -36,13 +36,13 @@ if config["source"] != "toy" or PUBLISHED:
             "eqlv2 download {wildcards.name} --out {output} {params.source} > {log} 2>&1"
 
 
-if config["source"] == "lvis_v1":
+if LVIS_DOWNLOADED:
 
     rule unpack_lvis_annotations:
         input:
-            "resources/downloads/lvis_v1_{split}.json.zip",
+            f"resources/downloads/lvis_{LVIS_VERSION}_{{split}}.json.zip",
         output:
-            f"{DATA_ROOT}/annotations/lvis_v1_{{split}}.json",
+            f"{DATA_ROOT}/annotations/lvis_{LVIS_VERSION}_{{split}}.json",
         log:
             f"logs/{DATASET}/unpack_lvis_{{split}}.log",
         conda:

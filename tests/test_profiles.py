@@ -83,3 +83,26 @@ def test_profile_local_runs_the_embedded_default_on_this_machine():
     assert "rule make_toy:" in plan and "config/lvis_v1.yaml" not in plan
     assert "gpu=0" in plan  # the embedded default trains on the CPU
     assert "eqlv2 doctor" not in plan  # and has no GPU to check the install against
+
+
+def test_lvis_v05_config_plans_the_paper_rows_on_v05():
+    plan = _plan("--profile", "slurm", "--configfile", "config/lvis_v0.5.yaml", "-p")
+    methods = ("baseline", "eql", "rfs", "lws", "crt", "bags", "eqlv2", "eqlv2_rfs")
+    trains = _shell_commands(plan, "train")
+    assert len(trains) == 8
+    for method in methods:
+        assert f"results/lvis_v0_5/{method}/model_final.pth" in plan
+        config = next(c for c in trains if f"--work-dir results/lvis_v0_5/{method}/train " in c)
+        assert " lvis_v0.5/mask-rcnn_r50_fpn_" in config and "_ms-1x_lvis-v0.5.py " in config
+        assert "--data-root resources/lvis_v0_5" in config
+    # v0.5's annotation archives (hash from the config), COCO 2017's images and the backbone weights ...
+    assert plan.count("rule download:") == 5
+    for name in ("lvis_v0.5_train.json.zip", "lvis_v0.5_val.json.zip", "train2017.zip", "val2017.zip",
+                 "resnet50-0676ba61.pth"):  # fmt: skip
+        assert f"resources/downloads/{name}" in plan
+    assert "lvis_v1" not in plan
+    # ... and every model is scored on v0.5's validation file.
+    evaluations = _shell_commands(plan, "evaluate_lvis")
+    assert len(evaluations) == 16
+    assert all("--ann resources/lvis_v0_5/annotations/lvis_v0.5_val.json " in c for c in evaluations)
+    assert "results/lvis_v0_5/paper_table.md" in plan

@@ -47,11 +47,39 @@ class AnnotationSummary:
     """What a run needs to know of an annotation file before mmdet reads it."""
 
     category_names: tuple[str, ...]
-    image_files: tuple[str, ...]  # relative to the data root, as LVISV1Dataset/CocoDataset resolve them
+    # relative to the image folder (data_root + data_prefix.img), as mmdet's LVIS/COCO datasets resolve them
+    image_files: tuple[str, ...]
 
 
-def read_annotation_summary(ann_file: str | Path) -> AnnotationSummary:
-    """Category names (in id order) and image paths of an LVIS/COCO-style file, with clear errors."""
+# mmdet's LVIS v0.5 class under both of its registered names; v0.5 images carry a ``file_name``.
+_V05_DATASETS = ("LVISV05Dataset", "LVISDataset")
+
+
+def _image_file(ann_file: Path, image: dict, dataset_type: str | None) -> str:
+    """The path of an image below the image folder, as the dataset class that reads ``ann_file`` forms it.
+
+    mmdet's LVISV05Dataset takes ``file_name`` and maps v0.5's COCO 2014 names
+    (``COCO_train2014_000000000009.jpg``) to the 2017 folders' (``000000000009.jpg``, the last 16
+    characters), LVISV1Dataset the split folder and file of ``coco_url`` (v1 has no ``file_name``), and
+    CocoDataset (the OpenImages JSON) ``file_name``.  Without a type (or another one) ``coco_url`` wins.
+    """
+    if dataset_type is not None and dataset_type.split(".")[-1] in _V05_DATASETS:
+        if "file_name" not in image:
+            raise ValueError(f"{ann_file}: image {image.get('id')} has no 'file_name' (LVIS v0.5 needs it)")
+        name = image["file_name"]
+        return name[-16:] if name.startswith("COCO") else name
+    if "coco_url" in image:
+        return image["coco_url"].replace("http://images.cocodataset.org/", "")
+    if "file_name" in image:
+        return image["file_name"]
+    raise ValueError(f"{ann_file}: image {image.get('id')} has neither 'coco_url' nor 'file_name'")
+
+
+def read_annotation_summary(ann_file: str | Path, dataset_type: str | None = None) -> AnnotationSummary:
+    """Category names (in id order) and image paths of an LVIS/COCO-style file, with clear errors.
+
+    ``dataset_type`` is the mmdet dataset class that will read the file (see :func:`_image_file`).
+    """
     ann_file = Path(ann_file)
     try:
         doc = json.loads(ann_file.read_text())
@@ -67,15 +95,8 @@ def read_annotation_summary(ann_file: str | Path) -> AnnotationSummary:
         names = tuple(c["name"] for c in categories)
     except (KeyError, TypeError) as err:
         raise ValueError(f"{ann_file}: a category lacks the field {err}") from None
-    files = []
-    for image in doc["images"]:
-        if "coco_url" in image:  # LVIS v1: the split folder is part of the URL
-            files.append(image["coco_url"].replace("http://images.cocodataset.org/", ""))
-        elif "file_name" in image:
-            files.append(image["file_name"])
-        else:
-            raise ValueError(f"{ann_file}: image {image.get('id')} has neither 'coco_url' nor 'file_name'")
-    return AnnotationSummary(names, tuple(files))
+    files = tuple(_image_file(ann_file, image, dataset_type) for image in doc["images"])
+    return AnnotationSummary(names, files)
 
 
 def check_images_exist(ann_file: Path, image_root: Path, files: tuple[str, ...]) -> None:
@@ -135,7 +156,7 @@ def load_run_config(
     if loader:
         datasets = list(_innermost_datasets(loader["dataset"]))
         ann_file = _ann_path(datasets[0])
-        summary = read_annotation_summary(ann_file)
+        summary = read_annotation_summary(ann_file, datasets[0].get("type"))
         classes = summary.category_names
         prefix = (datasets[0].get("data_prefix") or {}).get("img", "")
         check_images_exist(ann_file, Path(datasets[0].get("data_root") or "") / prefix, summary.image_files)

@@ -1,4 +1,4 @@
-"""The files the LVIS v1 and OpenImages Challenge 2019 branches need, with where to get them and their sha256.
+"""The files the LVIS (v1, v0.5) and OpenImages Challenge 2019 branches need, where to get them, their sha256.
 
 Sizes and hashes of the dataset files are the TFDS ``url_checksums`` values collected in
 ``evaluation.md`` section 5.2 (LVIS publishes no checksums itself).  The ResNet-50 (-101) weights are the file
@@ -54,12 +54,28 @@ ENTRIES: tuple[Entry, ...] = (
         "lvis_v1",
         _TFDS,
     ),
+    # LVIS v0.5 (1230 categories, the EQL paper's and detectron2's model zoo's dataset): no checksum is
+    # known for its annotation archives (TFDS does not ship v0.5), so the workflow takes each file's hash
+    # from the config (lvis.sha256) and `eqlv2 download` refuses them without --sha256.
+    *(
+        Entry(
+            f"lvis_v0.5_{split}.json.zip",
+            f"{_LVIS}/lvis_v0.5_{split}.json.zip",
+            None,
+            None,
+            f"LVIS v0.5 {split} annotations (1230 categories; images are COCO 2017 {split})",
+            "lvis_v0.5",
+            "none known: LVIS publishes no checksums and TFDS does not cover v0.5; in the workflow, "
+            f"check the file and set lvis.sha256.lvis_v0.5_{split}.json.zip in the config",
+        )
+        for split in ("train", "val")
+    ),
     Entry(
         "train2017.zip",
         f"{_COCO}/train2017.zip",
         "69a8bb58ea5f8f99d24875f21416de2e9ded3178e903f1f7603e283b9e06d929",
         19_336_861_798,
-        "COCO 2017 train images (used by LVIS v1 train and val)",
+        "COCO 2017 train images (used by LVIS v1 train and val, and LVIS v0.5 train)",
         "lvis_v1",
         _TFDS,
     ),
@@ -68,7 +84,7 @@ ENTRIES: tuple[Entry, ...] = (
         f"{_COCO}/val2017.zip",
         "4f7e2ccb2866ec5041993c9cf2a952bbed69647b115d0f74da7ce8f4bef82f05",
         815_585_330,
-        "COCO 2017 val images (used by LVIS v1 val)",
+        "COCO 2017 val images (used by LVIS v1 val and LVIS v0.5 val)",
         "lvis_v1",
         _TFDS,
     ),
