@@ -178,8 +178,13 @@ def get_toy_args(wildcards):
     return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config["toy"].items())
 
 
+def get_per_method_args(paths):
+    """`METHOD=PATH` for each method's file, in the order of METHODS."""
+    return " ".join(f"{m}={path}" for m, path in zip(METHODS, paths))
+
+
 def get_metrics_args(wildcards, input):
-    return " ".join(f"{m}={path}" for m, path in zip(METHODS, input.metrics))
+    return get_per_method_args(input.metrics)
 
 
 def get_own_methods_args(wildcards):
@@ -285,10 +290,12 @@ def get_published_metrics_args(wildcards, input):
 
 
 def get_final_output():
-    """The paper table of the LVIS branch and, where the config has it, the OpenImages table."""
+    """The paper table and per-class CSV of the LVIS branch and, where the config has it, the OpenImages
+    table."""
     tables = []
     if METHODS:
         tables.append(f"results/{DATASET}/paper_table.md")
+        tables.append(f"results/{DATASET}/per_class_ap.csv")
     if OI_METHODS:
         tables.append(f"results/{DATASET}/openimages_table.md")
     return tables

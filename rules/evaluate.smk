@@ -4,6 +4,7 @@ rule evaluate_lvis:
         results="results/{dataset}/{method}/predictions.{iou_type}.json",
     output:
         metrics="results/{dataset}/{method}/metrics_{iou_type}.json",
+        per_class="results/{dataset}/{method}/per_class_{iou_type}.csv",
     log:
         "logs/{dataset}/{method}/evaluate_{iou_type}.log",
     conda:
@@ -20,7 +21,7 @@ rule evaluate_lvis:
         "eqlv2 evaluate-lvis --ann {input.ann} --results {input.results}"
         " --iou-type {wildcards.iou_type} --max-dets {params.max_dets}"
         " --bootstrap {params.bootstrap} --seed {params.seed}"
-        " --out {output.metrics} > {log} 2>&1"
+        " --per-class {output.per_class} --out {output.metrics} > {log} 2>&1"
 
 
 rule collect_metrics:

@@ -18,3 +18,26 @@ rule paper_table:
     shell:
         "eqlv2 table --dataset {wildcards.dataset} --metrics {params.metrics} {params.own}"
         " --md {output.md} --csv {output.csv} > {log} 2>&1"
+
+
+rule per_class_ap:
+    input:
+        train_ann=get_annotation("train"),
+        segm=expand("results/{{dataset}}/{method}/per_class_segm.csv", method=METHODS),
+        bbox=expand("results/{{dataset}}/{method}/per_class_bbox.csv", method=METHODS),
+    output:
+        report(
+            "results/{dataset}/per_class_ap.csv",
+            caption="../workflow/report/per_class_ap.rst",
+            category="Per-class results",
+        ),
+    log:
+        "logs/{dataset}/per_class_ap.log",
+    conda:
+        "../envs/eqlv2.yaml"
+    params:
+        segm=lambda wildcards, input: get_per_method_args(input.segm),
+        bbox=lambda wildcards, input: get_per_method_args(input.bbox),
+    shell:
+        "eqlv2 per-class-table --train-ann {input.train_ann} --segm {params.segm}"
+        " --bbox {params.bbox} --out {output} > {log} 2>&1"

@@ -47,6 +47,7 @@ def test_profile_slurm_runs_the_workflow_through_sbatch(slurm, tmp_path):
         "evaluate_lvis",
         "collect_metrics",
         "paper_table",
+        "per_class_ap",
     ]
     assert len(job_ids) == len(jobs), output[-5000:]
     slurm_logs = list((tmp_path / "logs/slurm").rglob("*.log"))

@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from .conftest import REPO
-from .workflow_helpers import env, run_snakemake, write_config
+from .workflow_helpers import SMALL_CONFIG, env, run_snakemake, write_config
 
-CHAIN = ["make_toy", "train", "surgery", "predict", "evaluate_lvis", "collect_metrics", "paper_table", "all"]
+CHAIN = ["make_toy", "train", "surgery", "predict", "evaluate_lvis", "collect_metrics", "paper_table",
+         "per_class_ap", "all"]  # fmt: skip
 OI_CHAIN = ["convert_openimages", "train_openimages", "predict_openimages", "export_openimages_predictions",
             "evaluate_openimages", "grouped_ap", "openimages_table"]  # fmt: skip
 PAPER_ROWS = ["Baseline", "EQL", "RFS", "LWS", "cRT", "BAGS", "EQLv2", "EQLv2 + RFS"]
@@ -107,6 +109,7 @@ def test_small_setting_runs_end_to_end(tmp_path):
     assert ap_segm == pytest.approx(round(100 * metrics["segm"]["AP"], 1))
     markdown = (tmp_path / "results/toy/paper_table.md").read_text()
     assert "| EQLv2 + RFS " in markdown and " ± " in markdown  # (columns padded to the longest name)
+    _check_per_class(tmp_path, metrics)
     _check_openimages_branch(tmp_path)
     # The decoupled methods started from the baseline's checkpoint after surgery.
     for surgery in ("remove", "reset"):
@@ -118,7 +121,8 @@ def test_small_setting_runs_end_to_end(tmp_path):
 
     # The README's commands for rerunning one stage.  Only evaluation (no inference, no training):
     plan = _job_counts(run_snakemake(tmp_path, configfile, "-n", "all", "-R", "evaluate_lvis").stdout)
-    assert plan == {"evaluate_lvis": 2 * len(ROWS), "collect_metrics": len(ROWS), "paper_table": 1, "all": 1}
+    assert plan == {"evaluate_lvis": 2 * len(ROWS), "collect_metrics": len(ROWS), "paper_table": 1,
+                    "per_class_ap": 1, "all": 1}  # fmt: skip
     # Only the table:
     plan = _job_counts(run_snakemake(tmp_path, configfile, "-n", "all", "-R", "paper_table").stdout)
     assert plan == {"paper_table": 1, "all": 1}
@@ -127,7 +131,7 @@ def test_small_setting_runs_end_to_end(tmp_path):
     rerun = ("all", "-R", "results/toy/crt/model_final.pth")
     plan = _job_counts(run_snakemake(tmp_path, configfile, "-n", *rerun).stdout)
     assert plan == {"train": 1, "predict": 1, "evaluate_lvis": 2, "collect_metrics": 1, "paper_table": 1,
-                    "all": 1}  # fmt: skip
+                    "per_class_ap": 1, "all": 1}  # fmt: skip
     run_snakemake(tmp_path, configfile, "--cores", "2", *rerun)
     log = (tmp_path / "logs/toy/crt/train.log").read_text()
     assert "resuming from" not in log and "Iter(train) [40/40]" in log
@@ -139,7 +143,24 @@ def test_small_setting_runs_end_to_end(tmp_path):
     # Changing an evaluation setting reruns evaluation and the table, never training or inference.
     configfile = write_config(tmp_path, evaluation={"max_dets": 100})
     plan = run_snakemake(tmp_path, configfile, "-n", "all")
-    assert set(_job_counts(plan.stdout)) == {"evaluate_lvis", "collect_metrics", "paper_table", "all"}
+    rerun = {"evaluate_lvis", "collect_metrics", "paper_table", "per_class_ap", "all"}
+    assert set(_job_counts(plan.stdout)) == rerun
+
+
+def _check_per_class(root, baseline_metrics):
+    """results/toy/per_class_ap.csv: a row per class with its training counts, a column per method."""
+    table = pd.read_csv(root / "results/toy/per_class_ap.csv")
+    train = json.loads((root / "resources/toy/annotations/lvis_v1_train.json").read_text())["categories"]
+    assert list(table["category_id"]) == sorted(c["id"] for c in train)
+    by_id = {c["id"]: c for c in train}
+    assert list(table["train_image_count"]) == [by_id[i]["image_count"] for i in table["category_id"]]
+    assert list(table["train_instance_count"]) == [by_id[i]["instance_count"] for i in table["category_id"]]
+    assert list(table["frequency"]) == [by_id[i]["frequency"] for i in table["category_id"]]
+    methods = SMALL_CONFIG["methods"]
+    assert list(table.columns[5:]) == [f"{m} {c}" for m in methods for c in ("AP", "AP (box)")]
+    # The mean over the classes that have validation ground truth is the method's AP.
+    assert table["baseline AP"].mean() == pytest.approx(100 * baseline_metrics["segm"]["AP"])
+    assert table["baseline AP (box)"].mean() == pytest.approx(100 * baseline_metrics["bbox"]["AP"])
 
 
 def _check_openimages_branch(root):

@@ -18,6 +18,7 @@ from eqlv2.tools import (
     import_checkpoint,
     make_toy,
     openimages_table,
+    per_class_table,
     surgery,
     table,
     test,
@@ -40,6 +41,7 @@ VERBS = (
     grouped_ap,
     collect_metrics,
     table,
+    per_class_table,
     openimages_table,
     doctor,
 )

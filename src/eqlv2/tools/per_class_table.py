@@ -1,0 +1,54 @@
+"""``eqlv2 per-class-table``: every method's per-class AP in one CSV (:mod:`eqlv2.evaluation.per_class`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from eqlv2.evaluation.per_class import join_per_class
+from eqlv2.io import atomic_write_text
+
+
+def parse_named(pairs: list[str], flag: str) -> dict[str, str]:
+    """``METHOD=PATH`` arguments, in order, each method once."""
+    named: dict[str, str] = {}
+    for pair in pairs:
+        method, sep, path = pair.partition("=")
+        if not sep or not method or not path:
+            raise ValueError(f"{flag}: expected METHOD=CSV, got {pair!r}")
+        if method in named:
+            raise ValueError(f"{flag}: method {method!r} given twice")
+        named[method] = path
+    return named
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "per-class-table",
+        help="join the per-class AP files of several methods into one CSV",
+        description=(
+            "One row a category (id, name, frequency group, training image and instance counts from "
+            "--train-ann), one column a method's mask AP (--segm) and box AP (--bbox), in percent; a class "
+            "without validation ground truth is left empty.\n\n"
+            "Example:\n  eqlv2 per-class-table --train-ann resources/toy/annotations/lvis_v1_train.json "
+            "--segm baseline=results/toy/baseline/per_class_segm.csv --bbox "
+            "baseline=results/toy/baseline/per_class_bbox.csv --out results/toy/per_class_ap.csv"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--train-ann", required=True, metavar="JSON", help="the training annotation file")
+    for iou_type in ("segm", "bbox"):
+        p.add_argument(f"--{iou_type}", nargs="+", default=[], metavar="METHOD=CSV",
+                       help=f"evaluate-lvis --per-class output, --iou-type {iou_type}")  # fmt: skip
+    p.add_argument("--out", required=True, metavar="CSV")
+    p.set_defaults(func=command, verb="per-class-table")
+
+
+def command(args: argparse.Namespace) -> None:
+    segm, bbox = parse_named(args.segm, "--segm"), parse_named(args.bbox, "--bbox")
+    files: dict[str, dict[str, str]] = {}
+    for iou_type, named in (("segm", segm), ("bbox", bbox)):
+        for method, path in named.items():
+            files.setdefault(method, {})[iou_type] = path
+    table = join_per_class(files, args.train_ann)
+    atomic_write_text(args.out, table.to_csv(index=False))
+    print(f"{args.out}: {len(table)} classes, {len(files)} methods")
