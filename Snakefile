@@ -12,6 +12,7 @@
 #   results/<dataset>/openimages_table.{md,csv}
 #   results/<dataset>/published/<method>/            the original's checkpoint of a method, imported
 #       and evaluated like ours; results/<dataset>/published_table.{md,csv} (target `published`)
+#   results/<dataset>/plots/*.png                  the report's plots (`make report`: results/report.html)
 #   logs/<dataset>/...                             one log per job, mirroring results/
 
 
@@ -38,6 +39,7 @@ include: "rules/evaluate.smk"
 include: "rules/table.smk"
 include: "rules/openimages.smk"
 include: "rules/published.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -22,6 +22,8 @@ LVIS_DOWNLOADED = config["source"] in ("lvis_v1", "lvis_v0.5")
 LVIS_VERSION = "v0.5" if config["source"] == "lvis_v0.5" else "v1"
 DATA_ROOT = f"resources/{DATASET}"
 METHODS = list(METHOD_ROWS)
+# The curves of EQLv2's Fig. 1: the baseline against EQL and EQLv2, those of them the config trains.
+GRADIENT_METHODS = [m for m in ("baseline", "eql", "eqlv2") if m in METHODS]
 PUBLISHED = list(config.get("published", {}))  # the original's checkpoints to evaluate
 OPENIMAGES = config.get("openimages", {})
 OI_METHODS = list(OPENIMAGES.get("methods", {}))
@@ -290,15 +292,23 @@ def get_published_metrics_args(wildcards, input):
 
 
 def get_final_output():
-    """The paper table and per-class CSV of the LVIS branch and, where the config has it, the OpenImages
-    table."""
-    tables = []
+    """The paper table, per-class CSV and plots of the LVIS branch and, where the config has it, the
+    OpenImages table and plot."""
+    outputs = []
+    plots = f"results/{DATASET}/plots"
     if METHODS:
-        tables.append(f"results/{DATASET}/paper_table.md")
-        tables.append(f"results/{DATASET}/per_class_ap.csv")
+        outputs.append(f"results/{DATASET}/paper_table.md")
+        outputs.append(f"results/{DATASET}/per_class_ap.csv")
+        outputs += [
+            f"{plots}/{name}.png"
+            for name in ("ap_vs_frequency", "group_ap", "loss_curves")
+        ]
+    if GRADIENT_METHODS:
+        outputs.append(f"{plots}/gradient_ratio.png")
     if OI_METHODS:
-        tables.append(f"results/{DATASET}/openimages_table.md")
-    return tables
+        outputs.append(f"results/{DATASET}/openimages_table.md")
+        outputs.append(f"{plots}/openimages_groups.png")
+    return outputs
 
 
 def get_doctor(job):

@@ -3,6 +3,8 @@ rule train:
         unpack(get_train_input),
     output:
         ckpt="results/{dataset}/{method}/model_final.pth",
+        # every method's per-class classifier gradients (ClassifierGradientHook), for the report
+        gradients="results/{dataset}/{method}/train/classifier_gradients.pt",
     log:
         "logs/{dataset}/{method}/train.log",
     wildcard_constraints:

@@ -100,6 +100,10 @@ def test_the_verb_writes_the_table_or_one_line_and_nothing(tmp_path, train_ann, 
     assert out.read_text().splitlines()[0] == (
         "category_id,name,frequency,train_image_count,train_instance_count,baseline AP,baseline AP (box)"
     )
+    # the columns follow the paper table's rows, whatever the order of the arguments
+    assert main(["per-class-table", "--train-ann", str(train_ann), "--segm", f"eqlv2={good}", f"mine={good}",
+                 f"baseline={good}", "--out", str(out)]) == 0  # fmt: skip
+    assert out.read_text().splitlines()[0].endswith("baseline AP,eqlv2 AP,mine AP")
     out.unlink()
     truncated = tmp_path / "truncated.csv"
     truncated.write_text("category_id,name,freq")

@@ -16,7 +16,8 @@ from eqlv2.checkpoint import load_checkpoint
 from eqlv2.cli import main
 from eqlv2.tools.surgery import surgery
 
-TRAINING_STATE = ("meta", "optimizer", "message_hub", "param_schedulers")
+# the run's own training state; the classifier gradients a decoupled stage starts afresh
+TRAINING_STATE = ("meta", "optimizer", "message_hub", "param_schedulers", "classifier_gradients")
 CLASSIFIER = ("roi_head.bbox_head.fc_cls.weight", "roi_head.bbox_head.fc_cls.bias")
 KEPT = (
     "backbone.conv1.weight",
@@ -41,6 +42,7 @@ def _save_mmengine_like(path, state_dict=None, **extra):
         "message_hub": {"log_scalars": {"train/loss": buffer}, "runtime_info": {"iter": 1000}},
         "optimizer": {"state": {0: {"momentum_buffer": torch.ones(3)}}, "param_groups": [{"lr": 0.02}]},
         "param_schedulers": [{"last_step": 1000}],
+        "classifier_gradients": {"num_classes": 3, "pos_grad": torch.ones(3), "neg_grad": torch.ones(3)},
         **extra,
     }
     torch.save(checkpoint, path)

@@ -7,14 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.image
 import pandas as pd
 import pytest
+import torch
+
+from eqlv2.checkpoint import load_checkpoint
+from eqlv2.methods import METHODS as PAPER_ORDER
 
 from .conftest import REPO
 from .workflow_helpers import SMALL_CONFIG, env, run_snakemake, write_config
 
 CHAIN = ["make_toy", "train", "surgery", "predict", "evaluate_lvis", "collect_metrics", "paper_table",
-         "per_class_ap", "all"]  # fmt: skip
+         "per_class_ap", "plot_ap_vs_frequency", "plot_group_ap", "plot_gradient_ratio", "plot_loss_curves",
+         "all"]  # fmt: skip
+PLOTS = ["ap_vs_frequency", "group_ap", "gradient_ratio", "loss_curves", "openimages_groups"]
 OI_CHAIN = ["convert_openimages", "train_openimages", "predict_openimages", "export_openimages_predictions",
             "evaluate_openimages", "grouped_ap", "openimages_table"]  # fmt: skip
 PAPER_ROWS = ["Baseline", "EQL", "RFS", "LWS", "cRT", "BAGS", "EQLv2", "EQLv2 + RFS"]
@@ -38,7 +45,7 @@ def _job_counts(stdout: str) -> dict[str, int]:
 def test_dry_run_lists_the_whole_chain(tmp_path):
     result = run_snakemake(tmp_path, write_config(tmp_path), "-n", "all")
     counts = _job_counts(result.stdout)
-    assert set(counts) == set(CHAIN) | set(OI_CHAIN), result.stdout
+    assert set(counts) == set(CHAIN) | set(OI_CHAIN) | {"plot_openimages_groups"}, result.stdout
     assert counts["train"] == counts["predict"] == len(ROWS)
     assert counts["surgery"] == 2  # "remove" for cRT and BAGS, "reset" for LWS
     assert counts["evaluate_lvis"] == 2 * len(ROWS)  # bbox and segm
@@ -55,7 +62,7 @@ def test_either_branch_can_be_left_out(tmp_path):
     openimages_only = _job_counts(
         run_snakemake(tmp_path, write_config(tmp_path, methods=None), "-n", "all").stdout
     )
-    assert set(openimages_only) == {"make_toy", *OI_CHAIN, "all"}
+    assert set(openimages_only) == {"make_toy", *OI_CHAIN, "plot_openimages_groups", "all"}
 
 
 @pytest.mark.parametrize(
@@ -110,6 +117,10 @@ def test_small_setting_runs_end_to_end(tmp_path):
     markdown = (tmp_path / "results/toy/paper_table.md").read_text()
     assert "| EQLv2 + RFS " in markdown and " ± " in markdown  # (columns padded to the longest name)
     _check_per_class(tmp_path, metrics)
+    _check_classifier_gradients(tmp_path)
+    for name in PLOTS:  # drawn: a PNG with more than one colour
+        image = matplotlib.image.imread(tmp_path / f"results/toy/plots/{name}.png")
+        assert image.shape[0] > 100 and float(image[..., :3].std()) > 0.01, name
     _check_openimages_branch(tmp_path)
     # The decoupled methods started from the baseline's checkpoint after surgery.
     for surgery in ("remove", "reset"):
@@ -122,7 +133,7 @@ def test_small_setting_runs_end_to_end(tmp_path):
     # The README's commands for rerunning one stage.  Only evaluation (no inference, no training):
     plan = _job_counts(run_snakemake(tmp_path, configfile, "-n", "all", "-R", "evaluate_lvis").stdout)
     assert plan == {"evaluate_lvis": 2 * len(ROWS), "collect_metrics": len(ROWS), "paper_table": 1,
-                    "per_class_ap": 1, "all": 1}  # fmt: skip
+                    "per_class_ap": 1, "plot_ap_vs_frequency": 1, "plot_group_ap": 1, "all": 1}  # fmt: skip
     # Only the table:
     plan = _job_counts(run_snakemake(tmp_path, configfile, "-n", "all", "-R", "paper_table").stdout)
     assert plan == {"paper_table": 1, "all": 1}
@@ -131,19 +142,22 @@ def test_small_setting_runs_end_to_end(tmp_path):
     rerun = ("all", "-R", "results/toy/crt/model_final.pth")
     plan = _job_counts(run_snakemake(tmp_path, configfile, "-n", *rerun).stdout)
     assert plan == {"train": 1, "predict": 1, "evaluate_lvis": 2, "collect_metrics": 1, "paper_table": 1,
-                    "per_class_ap": 1, "all": 1}  # fmt: skip
+                    "per_class_ap": 1, "plot_ap_vs_frequency": 1, "plot_group_ap": 1, "plot_loss_curves": 1,
+                    "all": 1}  # fmt: skip
     run_snakemake(tmp_path, configfile, "--cores", "2", *rerun)
     log = (tmp_path / "logs/toy/crt/train.log").read_text()
     assert "resuming from" not in log and "Iter(train) [40/40]" in log
 
     # Only the OpenImages evaluation (the Challenge metric, grouped AP, the table):
     plan = _job_counts(run_snakemake(tmp_path, configfile, "-n", "all", "-R", "evaluate_openimages").stdout)
-    assert plan == {"evaluate_openimages": 3, "grouped_ap": 3, "openimages_table": 1, "all": 1}
+    assert plan == {"evaluate_openimages": 3, "grouped_ap": 3, "openimages_table": 1,
+                    "plot_openimages_groups": 1, "all": 1}  # fmt: skip
 
     # Changing an evaluation setting reruns evaluation and the table, never training or inference.
     configfile = write_config(tmp_path, evaluation={"max_dets": 100})
     plan = run_snakemake(tmp_path, configfile, "-n", "all")
-    rerun = {"evaluate_lvis", "collect_metrics", "paper_table", "per_class_ap", "all"}
+    rerun = {"evaluate_lvis", "collect_metrics", "paper_table", "per_class_ap", "plot_ap_vs_frequency",
+             "plot_group_ap", "all"}  # fmt: skip
     assert set(_job_counts(plan.stdout)) == rerun
 
 
@@ -156,11 +170,28 @@ def _check_per_class(root, baseline_metrics):
     assert list(table["train_image_count"]) == [by_id[i]["image_count"] for i in table["category_id"]]
     assert list(table["train_instance_count"]) == [by_id[i]["instance_count"] for i in table["category_id"]]
     assert list(table["frequency"]) == [by_id[i]["frequency"] for i in table["category_id"]]
-    methods = SMALL_CONFIG["methods"]
+    methods = [m for m in PAPER_ORDER if m in SMALL_CONFIG["methods"]]  # as the paper table's rows
     assert list(table.columns[5:]) == [f"{m} {c}" for m in methods for c in ("AP", "AP (box)")]
     # The mean over the classes that have validation ground truth is the method's AP.
     assert table["baseline AP"].mean() == pytest.approx(100 * baseline_metrics["segm"]["AP"])
     assert table["baseline AP (box)"].mean() == pytest.approx(100 * baseline_metrics["bbox"]["AP"])
+
+
+def _check_classifier_gradients(root):
+    """Every method's per-class classifier gradients, saved beside its model and in its checkpoints."""
+    for method in SMALL_CONFIG["methods"]:
+        saved = torch.load(root / f"results/toy/{method}/train/classifier_gradients.pt", weights_only=True)
+        assert saved["pos_grad"].shape == saved["neg_grad"].shape == (saved["num_classes"],)
+        assert saved["pos_grad"].sum() > 0 and saved["neg_grad"].sum() > 0
+        final = load_checkpoint(root / f"results/toy/{method}/model_final.pth")
+        assert torch.equal(final["classifier_gradients"]["pos_grad"], saved["pos_grad"])
+        if method.startswith("eqlv2"):  # EQLv2's own statistics are the same sums
+            for side in ("pos_grad", "neg_grad"):
+                buffer = final["state_dict"][f"roi_head.bbox_head.loss_cls.{side}"].double()
+                torch.testing.assert_close(saved[side], buffer, rtol=1e-4, atol=1e-6)
+    # A decoupled stage starts its own sums: surgery drops the baseline's.
+    surgery = load_checkpoint(root / "results/toy/baseline/surgery/model_reset_remove.pth")
+    assert "classifier_gradients" not in surgery
 
 
 def _check_openimages_branch(root):

@@ -19,6 +19,7 @@ from eqlv2.tools import (
     make_toy,
     openimages_table,
     per_class_table,
+    plot,
     surgery,
     table,
     test,
@@ -43,6 +44,7 @@ VERBS = (
     table,
     per_class_table,
     openimages_table,
+    plot,
     doctor,
 )
 

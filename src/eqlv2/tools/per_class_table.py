@@ -6,6 +6,7 @@ import argparse
 
 from eqlv2.evaluation.per_class import join_per_class
 from eqlv2.io import atomic_write_text
+from eqlv2.methods import METHODS
 
 
 def parse_named(pairs: list[str], flag: str) -> dict[str, str]:
@@ -28,7 +29,7 @@ def add_parser(subparsers) -> None:
         description=(
             "One row a category (id, name, frequency group, training image and instance counts from "
             "--train-ann), one column a method's mask AP (--segm) and box AP (--bbox), in percent; a class "
-            "without validation ground truth is left empty.\n\n"
+            "without validation ground truth is left empty.  Methods appear in the paper table's order.\n\n"
             "Example:\n  eqlv2 per-class-table --train-ann resources/toy/annotations/lvis_v1_train.json "
             "--segm baseline=results/toy/baseline/per_class_segm.csv --bbox "
             "baseline=results/toy/baseline/per_class_bbox.csv --out results/toy/per_class_ap.csv"
@@ -49,6 +50,10 @@ def command(args: argparse.Namespace) -> None:
     for iou_type, named in (("segm", segm), ("bbox", bbox)):
         for method, path in named.items():
             files.setdefault(method, {})[iou_type] = path
-    table = join_per_class(files, args.train_ann)
+    # The columns in the paper table's row order: the known methods first, then any others as given.
+    given = list(files)
+    known = list(METHODS)
+    order = sorted(given, key=lambda m: (known.index(m) if m in known else len(known), given.index(m)))
+    table = join_per_class({m: files[m] for m in order}, args.train_ann)
     atomic_write_text(args.out, table.to_csv(index=False))
     print(f"{args.out}: {len(table)} classes, {len(files)} methods")

@@ -29,7 +29,8 @@ from eqlv2.checkpoint import load_checkpoint
 from eqlv2.io import atomic_torch_save
 
 METHODS = ("remove", "reset")
-TRAINING_STATE_KEYS = ("meta", "optimizer", "message_hub", "param_schedulers")
+# what a run saved about its own training: a decoupled stage starts its own (classifier_gradients too)
+TRAINING_STATE_KEYS = ("meta", "optimizer", "message_hub", "param_schedulers", "classifier_gradients")
 CLASSIFIER_SUBSTRING = "fc_cls"
 
 

@@ -39,5 +39,7 @@ val_evaluator = None
 val_cfg = None
 train_cfg = dict(val_interval=13)
 env_cfg = dict(dist_cfg=dict(backend='nccl'))
-# Stop on a NaN/inf loss instead of training on; save EQLv2's per-rank gradient statistics at the end.
-custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='GradientStatsHook')]
+# Stop on a NaN/inf loss instead of training on; save EQLv2's per-rank gradient statistics at the end, and
+# every method's per-class positive/negative classifier gradients (work_dir/classifier_gradients.pt).
+custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='GradientStatsHook'),
+                dict(type='ClassifierGradientHook')]

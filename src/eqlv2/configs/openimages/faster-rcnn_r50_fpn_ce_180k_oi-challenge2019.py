@@ -60,5 +60,7 @@ param_scheduler = [
 default_hooks = dict(checkpoint=dict(by_epoch=False, interval=10000, max_keep_ckpts=3))
 log_processor = dict(by_epoch=False)
 env_cfg = dict(dist_cfg=dict(backend='nccl'))
-# Stop on a NaN/inf loss instead of training on; save EQLv2's per-rank gradient statistics at the end.
-custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='GradientStatsHook')]
+# Stop on a NaN/inf loss instead of training on; save EQLv2's per-rank gradient statistics at the end, and
+# every method's per-class positive/negative classifier gradients (work_dir/classifier_gradients.pt).
+custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='GradientStatsHook'),
+                dict(type='ClassifierGradientHook')]

@@ -103,6 +103,8 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=200, max_keep_ckpts=2),
     visualization=dict(type='DetVisualizationHook', draw=False))
 log_processor = dict(by_epoch=False, window_size=20)
-# Stop on a NaN/inf loss instead of training on; save EQLv2's per-rank gradient statistics at the end.
-custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='GradientStatsHook')]
+# Stop on a NaN/inf loss instead of training on; save EQLv2's per-rank gradient statistics at the end, and
+# every method's per-class positive/negative classifier gradients (work_dir/classifier_gradients.pt).
+custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='GradientStatsHook'),
+                dict(type='ClassifierGradientHook')]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))

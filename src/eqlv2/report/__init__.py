@@ -1,0 +1,1 @@
+"""The report: plots of the long-tail results (:mod:`eqlv2.report.plots`)."""
