@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make demo   run the workflow on the embedded default and print both paper tables
 #   make test   run the test suite (what CI runs, through .ci/run)
+# and, after a run, make report: results/report.html, Snakemake's self-contained report of it.
 # Both set up .venv on first use; the set-up reruns only when pyproject.toml changes.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.eqlv2-installed
 CORES ?= 2
 
-.PHONY: setup demo test lint clean-results gpu-bundle cuda-check
+.PHONY: setup demo report test lint clean-results gpu-bundle cuda-check
 
 setup: $(STAMP)
 
@@ -43,6 +44,16 @@ demo: $(STAMP)
 	@cat results/toy/paper_table.md
 	@echo
 	@cat results/toy/openimages_table.md
+	@$(MAKE) --no-print-directory report
+
+# The last run's report: both tables, the plots, the per-class CSV, the workflow graph and the job runtimes,
+# in one HTML file that opens without a server or network.  SNAKEMAKE_ARGS passes the run's own options
+# (e.g. SNAKEMAKE_ARGS="--configfile config/lvis_v1.yaml") so the report is of that run.
+SNAKEMAKE_ARGS ?=
+report: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" snakemake $(SNAKEMAKE_ARGS) --report results/report.html
+	@echo
+	@echo "The report: $(CURDIR)/results/report.html"
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" pytest

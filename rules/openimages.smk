@@ -142,12 +142,13 @@ rule openimages_table:
             oi_method=OI_METHODS,
         ),
     output:
-        md=report(
-            "results/{dataset}/openimages_table.md",
-            caption="../workflow/report/openimages_table.rst",
-            category="Paper table",
-        ),
+        md="results/{dataset}/openimages_table.md",
         csv="results/{dataset}/openimages_table.csv",
+        html=report(
+            "results/{dataset}/openimages_table.html",
+            caption="../workflow/report/openimages_table.rst",
+            category="Tables",
+        ),
     log:
         "logs/{dataset}/openimages_table.log",
     conda:
@@ -156,4 +157,4 @@ rule openimages_table:
         reports=get_openimages_reports_args,
     shell:
         "eqlv2 openimages-table --dataset {wildcards.dataset} --reports {params.reports}"
-        " --md {output.md} --csv {output.csv} > {log} 2>&1"
+        " --md {output.md} --csv {output.csv} --html {output.html} > {log} 2>&1"

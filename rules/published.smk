@@ -40,12 +40,13 @@ rule published_table:
             "results/{{dataset}}/published/{method}/metrics.json", method=PUBLISHED
         ),
     output:
-        md=report(
-            "results/{dataset}/published_table.md",
-            caption="../workflow/report/published_table.rst",
-            category="Paper table",
-        ),
+        md="results/{dataset}/published_table.md",
         csv="results/{dataset}/published_table.csv",
+        html=report(
+            "results/{dataset}/published_table.html",
+            caption="../workflow/report/published_table.rst",
+            category="Tables",
+        ),
     log:
         "logs/{dataset}/published_table.log",
     conda:
@@ -54,4 +55,5 @@ rule published_table:
         metrics=get_published_metrics_args,
     shell:
         "eqlv2 table --dataset {wildcards.dataset} --metrics {params.metrics}"
-        " --md {output.md} --csv {output.csv} > {log} 2>&1"
+        " --title 'The original checkpoints on {wildcards.dataset} (percent)'"
+        " --md {output.md} --csv {output.csv} --html {output.html} > {log} 2>&1"

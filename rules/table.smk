@@ -2,12 +2,13 @@ rule paper_table:
     input:
         metrics=expand("results/{{dataset}}/{method}/metrics.json", method=METHODS),
     output:
-        md=report(
-            "results/{dataset}/paper_table.md",
-            caption="../workflow/report/paper_table.rst",
-            category="Paper table",
-        ),
+        md="results/{dataset}/paper_table.md",
         csv="results/{dataset}/paper_table.csv",
+        html=report(
+            "results/{dataset}/paper_table.html",
+            caption="../workflow/report/paper_table.rst",
+            category="Tables",
+        ),
     log:
         "logs/{dataset}/paper_table.log",
     conda:
@@ -17,7 +18,7 @@ rule paper_table:
         own=get_own_methods_args,
     shell:
         "eqlv2 table --dataset {wildcards.dataset} --metrics {params.metrics} {params.own}"
-        " --md {output.md} --csv {output.csv} > {log} 2>&1"
+        " --md {output.md} --csv {output.csv} --html {output.html} > {log} 2>&1"
 
 
 rule per_class_ap:

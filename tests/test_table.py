@@ -71,6 +71,25 @@ def test_bootstrap_intervals_show_as_plus_minus_half_width(tmp_path):
     assert header[2:10] == ["AP", "AP ±", "APr", "APr ±", "APc", "APc ±", "APf", "APf ±"]
 
 
+def test_the_html_page_shows_the_markdowns_cells_under_its_title(tmp_path):
+    """The page the report shows: the Markdown's columns and cells (± joined), the title escaped."""
+    path = _metrics(tmp_path, "eqlv2", 0.2, 0.25)
+    metrics = json.loads(path.read_text())
+    metrics["segm"]["AP_ci95"] = [0.19, 0.23]
+    path.write_text(json.dumps(metrics))
+    md, csv, page = tmp_path / "t.md", tmp_path / "t.csv", tmp_path / "t.html"
+    args = ["table", "--dataset", "toy", "--metrics", f"eqlv2={path}", "--md", str(md), "--csv", str(csv),
+            "--html", str(page), "--title", "R&D <table>"]  # fmt: skip
+    assert main(args) == 0
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "<title>R&amp;D &lt;table&gt;</title>" in text
+    assert "<caption>R&amp;D &lt;table&gt;</caption>" in text
+    assert "<td>EQLv2</td>" in text and "<td>20.0 ± 2.0</td>" in text  # AP with its interval
+    assert "<td>10.0</td>" in text  # APr without one
+    header = [cell.strip("| ") for cell in md.read_text().splitlines()[0].split("|")[1:-1]]
+    assert all(f"<th>{name}</th>" in text for name in header)
+
+
 def test_rows_beyond_the_paper_follow_its_rows_and_say_so(tmp_path):
     keys = ["fed_loss", "eqlv2", "seesaw", "baseline", "seesaw_rfs"]
     table = build_table({key: _metrics(tmp_path, key, 0.2, 0.25) for key in keys}, "lvis_v1")

@@ -16,6 +16,7 @@ from eqlv2.checkpoint import load_checkpoint
 from eqlv2.methods import METHODS as PAPER_ORDER
 
 from .conftest import REPO
+from .report_browser import view_report
 from .workflow_helpers import SMALL_CONFIG, env, run_snakemake, write_config
 
 CHAIN = ["make_toy", "train", "surgery", "predict", "evaluate_lvis", "collect_metrics", "paper_table",
@@ -99,7 +100,8 @@ def test_code_quality_gates():
 def test_small_setting_runs_end_to_end(tmp_path):
     """make-toy -> train -> surgery -> decoupled training -> predict -> evaluate -> paper table."""
     configfile = write_config(tmp_path)
-    run_snakemake(tmp_path, configfile, "--cores", "2", "all")
+    # (About 20 minutes on this project's 2-core machines, of which training is most: room for slower ones.)
+    run_snakemake(tmp_path, configfile, "--cores", "2", "all", timeout=2400)
 
     metrics = json.loads((tmp_path / "results/toy/baseline/metrics.json").read_text())
     assert set(metrics) == {"bbox", "segm"}
@@ -122,6 +124,9 @@ def test_small_setting_runs_end_to_end(tmp_path):
         image = matplotlib.image.imread(tmp_path / f"results/toy/plots/{name}.png")
         assert image.shape[0] > 100 and float(image[..., :3].std()) > 0.01, name
     _check_openimages_branch(tmp_path)
+    # The report of the run, as a person sees it in a browser (make report).
+    run_snakemake(tmp_path, configfile, "--report", "results/report.html")
+    _check_report(tmp_path / "results/report.html")
     # The decoupled methods started from the baseline's checkpoint after surgery.
     for surgery in ("remove", "reset"):
         assert (tmp_path / f"results/toy/baseline/surgery/model_reset_{surgery}.pth").is_file()
@@ -159,6 +164,31 @@ def test_small_setting_runs_end_to_end(tmp_path):
     rerun = {"evaluate_lvis", "collect_metrics", "paper_table", "per_class_ap", "plot_ap_vs_frequency",
              "plot_group_ap", "all"}  # fmt: skip
     assert set(_job_counts(plan.stdout)) == rerun
+
+
+def _check_report(report):
+    """results/report.html in headless chromium: the workflow graph and the runtimes drawn, each plot shown
+    as an image of its own when clicked, both tables shown with their rows, the per-class CSV listed."""
+    view = view_report(report, open_categories=["Plots", "Tables"], listed_categories=["Per-class results"])
+    assert {"Workflow", "Statistics", "Plots", "Tables", "Per-class results"} <= set(view.menu), view.menu
+    for chart in (view.rule_graph, view.runtimes):
+        assert chart.shape[0] > 50 and float(chart.std()) > 0.01
+    assert sorted(view.entries["Plots"]) == sorted(f"results/toy/plots/{name}.png" for name in PLOTS)
+    plots = [view.shown[name] for name in view.entries["Plots"]]
+    for plot in plots:  # a loaded PNG, drawn on screen at a readable size, not a blank box
+        assert plot.tag == "img" and plot.width > 300 and plot.height > 200, plot.name
+        assert plot.pixels.shape[0] > 200 and float(plot.pixels.std()) > 0.05, plot.name
+    assert len({plot.pixels.tobytes() for plot in plots}) == len(plots)  # each click showed its own plot
+    tables = {Path(name).name: view.shown[name] for name in view.entries["Tables"]}
+    assert set(tables) == {"paper_table.html", "openimages_table.html"}
+    for name, rows in (("paper_table.html", ROWS), ("openimages_table.html", OI_ROWS)):
+        table = tables[name]
+        assert table.tag == "iframe" and table.width > 300 and float(table.pixels.std()) > 0.01, name
+        lines = table.text.splitlines()
+        missing = [row for row in rows if not any(line.startswith(f"{row} ") for line in lines)]
+        assert not missing, f"{name}: no row {missing} in {lines}"
+    assert " ± " in tables["paper_table.html"].text
+    assert view.entries["Per-class results"] == ["results/toy/per_class_ap.csv"]
 
 
 def _check_per_class(root, baseline_metrics):

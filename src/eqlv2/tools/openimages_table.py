@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from eqlv2.methods import OPENIMAGES_METHODS, PUBLISHED_OPENIMAGES, get_openimages_method
-from eqlv2.tools.table import parse_named_paths, write_table
+from eqlv2.report.tables import write_table
+from eqlv2.tools.table import parse_named_paths
 
 COLUMNS = ("AP", "AP1", "AP2", "AP3", "AP4", "AP5")
 REPORT_KEYS = ("mAP", "AP1", "AP2", "AP3", "AP4", "AP5")  # the same numbers, as `grouped-ap` names them
@@ -67,9 +68,11 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--md", required=True, metavar="PATH", help="Markdown output")
     p.add_argument("--csv", required=True, metavar="PATH", help="CSV output")
+    p.add_argument("--html", metavar="PATH", help="HTML output (the page the Snakemake report shows)")
     p.set_defaults(func=command, verb="openimages-table")
 
 
 def command(args: argparse.Namespace) -> None:
     frame = build_openimages_table(parse_named_paths(args.reports, "--reports"), args.dataset)
-    print(write_table(frame, args.md, args.csv))
+    title = f"OpenImages table on {args.dataset} (AP@0.5 and AP1..AP5, percent)"
+    print(write_table(frame, args.md, args.csv, args.html, title))

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from eqlv2.io import atomic_write_text
 from eqlv2.methods import (
     METHODS,
     PUBLISHED_LVIS_V1_BBOX_AP,
@@ -18,6 +17,7 @@ from eqlv2.methods import (
     Method,
     get_method,
 )
+from eqlv2.report.tables import write_table
 
 SEGM_COLUMNS = ("AP", "APr", "APc", "APf")
 
@@ -98,6 +98,8 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--md", required=True, metavar="PATH", help="Markdown output")
     p.add_argument("--csv", required=True, metavar="PATH", help="CSV output")
+    p.add_argument("--html", metavar="PATH", help="HTML output (the page the Snakemake report shows)")
+    p.add_argument("--title", help="the HTML page's title (default: the paper table of DATASET)")
     p.set_defaults(func=command, verb="table")
 
 
@@ -111,25 +113,6 @@ def parse_named_paths(items: list[str], option: str) -> dict[str, str]:
             raise ValueError(f"{option} expects METHOD=PATH, got '{item}'")
         named[key] = path
     return named
-
-
-def write_table(frame: pd.DataFrame, md: str | Path, csv: str | Path) -> str:
-    """Write the table as CSV and Markdown (one decimal, '–' where a number is missing); return the latter.
-
-    In the Markdown a column with a ``<column> ±`` companion (the bootstrap half-width) reads
-    ``value ± half-width``; the CSV keeps both as numbers.
-    """
-    shown = frame.copy()
-    for column in [c for c in frame.columns if f"{c} ±" in frame.columns]:
-        shown[column] = [
-            "–" if pd.isna(v) else (f"{v:.1f}" if pd.isna(h) else f"{v:.1f} ± {h:.1f}")
-            for v, h in zip(frame[column], frame[f"{column} ±"], strict=True)
-        ]
-        shown = shown.drop(columns=f"{column} ±")
-    markdown = shown.to_markdown(index=False, floatfmt=".1f", missingval="–")
-    atomic_write_text(csv, frame.to_csv(index=False))
-    atomic_write_text(md, markdown + "\n")
-    return markdown
 
 
 def own_methods(labels: dict[str, str], decoupled: list[str]) -> dict[str, Method]:
@@ -146,4 +129,5 @@ def own_methods(labels: dict[str, str], decoupled: list[str]) -> dict[str, Metho
 def command(args: argparse.Namespace) -> None:
     own = own_methods(parse_named_paths(args.own, "--own"), args.decoupled)
     frame = build_table(parse_named_paths(args.metrics, "--metrics"), args.dataset, own)
-    print(write_table(frame, args.md, args.csv))
+    title = args.title or f"Paper table on {args.dataset} (percent)"
+    print(write_table(frame, args.md, args.csv, args.html, title))
