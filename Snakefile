@@ -14,6 +14,7 @@
 #       and evaluated like ours; results/<dataset>/published_table.{md,csv} (target `published`)
 #   results/<dataset>/plots/*.png                  the report's plots (`make report`: results/report.html)
 #   logs/<dataset>/...                             one log per job, mirroring results/
+#   With several `seeds`, each <method>/ above is <method>/seed<k>/ (results and logs).
 
 
 from snakemake.utils import min_version

@@ -1,3 +1,4 @@
+import re
 import shlex
 from pathlib import Path
 
@@ -22,8 +23,32 @@ LVIS_DOWNLOADED = config["source"] in ("lvis_v1", "lvis_v0.5")
 LVIS_VERSION = "v0.5" if config["source"] == "lvis_v0.5" else "v1"
 DATA_ROOT = f"resources/{DATASET}"
 METHODS = list(METHOD_ROWS)
+# Every method trains once per seed.  One seed keeps the paths results/<dataset>/<method>/...; several
+# put each run under results/<dataset>/<method>/seed<k>/, and the run key <method>/seed<k> is what the
+# {method} wildcard of the training, inference and evaluation rules matches.
+SEEDS = config["seeds"]
+_SEED_SUFFIX = re.compile(r"[/]seed(\d+)$")  # (a bracket: not a path to the linter)
+
+
+def runs_of(method):
+    """The run keys of a method: itself for one seed, <method>/seed<k> for each of several."""
+    return [method] if len(SEEDS) == 1 else [f"{method}/seed{seed}" for seed in SEEDS]
+
+
+def method_of(run):
+    """The configured method of a run key (a published checkpoint, published/<method>, is its method's)."""
+    return _SEED_SUFFIX.sub("", run.removeprefix("published/"))
+
+
+def seed_of(run):
+    """The training seed of a run key."""
+    return SEEDS[0] if len(SEEDS) == 1 else int(_SEED_SUFFIX.search(run).group(1))
+
+
+RUNS = [run for method in METHODS for run in runs_of(method)]
 # The curves of EQLv2's Fig. 1: the baseline against EQL and EQLv2, those of them the config trains.
 GRADIENT_METHODS = [m for m in ("baseline", "eql", "eqlv2") if m in METHODS]
+GRADIENT_RUNS = [run for method in GRADIENT_METHODS for run in runs_of(method)]
 PUBLISHED = list(config.get("published", {}))  # the original's checkpoints to evaluate
 OPENIMAGES = config.get("openimages", {})
 OI_METHODS = list(OPENIMAGES.get("methods", {}))
@@ -57,7 +82,7 @@ def one_of(names):
 
 wildcard_constraints:
     dataset=DATASET,
-    method=one_of(METHODS + [f"published/{m}" for m in PUBLISHED]),
+    method=one_of(RUNS + [f"published/{m}" for m in PUBLISHED]),
     oi_method=one_of(OI_METHODS),
     oi_split="|".join(OI_SPLITS),
     iou_type="bbox|segm",
@@ -136,10 +161,12 @@ def get_train_input(wildcards):
         "images": get_images("train"),
         "backbone": get_backbone_weights(),
     }
-    init = config["methods"][wildcards.method].get("init")
-    if init:
+    method = method_of(wildcards.method)
+    init = config["methods"][method].get("init")
+    if init:  # the run of the same seed of the method it starts from
+        seed_suffix = wildcards.method.removeprefix(method)
         inputs["init"] = (
-            f"results/{wildcards.dataset}/{init['from']}/surgery/"
+            f"results/{wildcards.dataset}/{init['from']}{seed_suffix}/surgery/"
             f"model_reset_{init['surgery']}.pth"
         )
     return inputs
@@ -157,7 +184,7 @@ def get_model_config(wildcards):
     that a config under examples/ is found by a run in another --directory too; anything else is passed
     on as given (a name under src/eqlv2/configs/, which `eqlv2` resolves).
     """
-    name = config["methods"][wildcards.method.removeprefix("published/")]["config"]
+    name = config["methods"][method_of(wildcards.method)]["config"]
     in_repository = Path(workflow.basedir) / name
     if not Path(name).is_file() and in_repository.is_file():
         return str(in_repository)
@@ -165,8 +192,13 @@ def get_model_config(wildcards):
 
 
 def get_train_args(wildcards, input):
-    """Optional `eqlv2 train` arguments: initial weights and the config's train section."""
+    """`eqlv2 train` arguments: the run's seed, initial weights and the config's train section (an
+    OpenImages method trains once, with the first seed)."""
     args = [f"--load-from {input.init}"] if "init" in input.keys() else []
+    run = wildcards.method if "method" in wildcards.keys() else None
+    args.append(f"--seed {SEEDS[0] if run is None else seed_of(run)}")
+    if config["train"]["deterministic"]:
+        args.append("--deterministic")
     if config["train"]["max_iters"] is not None:
         args.append(f"--max-iters {config['train']['max_iters']}")
     if config["train"]["amp"]:
@@ -180,9 +212,13 @@ def get_toy_args(wildcards):
     return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in config["toy"].items())
 
 
-def get_per_method_args(paths):
-    """`METHOD=PATH` for each method's file, in the order of METHODS."""
-    return " ".join(f"{m}={path}" for m, path in zip(METHODS, paths))
+def get_per_method_args(paths, runs=None):
+    """`METHOD=PATH` for each run's file (runs: RUNS, in their order); a method trained with several
+    seeds is named once per seed, which the table and the plots read as one method's seeds.
+    """
+    return " ".join(
+        f"{method_of(run)}={path}" for run, path in zip(runs or RUNS, paths, strict=True)
+    )
 
 
 def get_metrics_args(wildcards, input):

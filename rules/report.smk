@@ -32,7 +32,7 @@ rule plot_ap_vs_frequency:
 
 rule plot_group_ap:
     input:
-        expand("results/{{dataset}}/{method}/metrics.json", method=METHODS),
+        expand("results/{{dataset}}/{method}/metrics.json", method=RUNS),
     output:
         report(
             "results/{dataset}/plots/group_ap.png",
@@ -54,7 +54,7 @@ rule plot_gradient_ratio:
         train_ann=get_annotation("train"),
         gradients=expand(
             "results/{{dataset}}/{method}/train/classifier_gradients.pt",
-            method=GRADIENT_METHODS,
+            method=GRADIENT_RUNS,
         ),
     output:
         report(
@@ -67,8 +67,8 @@ rule plot_gradient_ratio:
     conda:
         "../envs/eqlv2.yaml"
     params:
-        inputs=lambda wildcards, input: " ".join(
-            f"{m}={p}" for m, p in zip(GRADIENT_METHODS, input.gradients)
+        inputs=lambda wildcards, input: get_per_method_args(
+            input.gradients, GRADIENT_RUNS
         ),
     shell:
         "eqlv2 plot gradient-ratio --inputs {params.inputs} --train-ann {input.train_ann}"
@@ -77,7 +77,7 @@ rule plot_gradient_ratio:
 
 rule plot_loss_curves:
     input:
-        expand("results/{{dataset}}/{method}/model_final.pth", method=METHODS),
+        expand("results/{{dataset}}/{method}/model_final.pth", method=RUNS),
     output:
         report(
             "results/{dataset}/plots/loss_curves.png",
@@ -89,8 +89,8 @@ rule plot_loss_curves:
     conda:
         "../envs/eqlv2.yaml"
     params:
-        inputs=lambda wildcards: " ".join(
-            f"{m}=results/{wildcards.dataset}/{m}/train" for m in METHODS
+        inputs=lambda wildcards: get_per_method_args(
+            [f"results/{wildcards.dataset}/{run}/train" for run in RUNS]
         ),
     shell:
         "eqlv2 plot loss-curves --inputs {params.inputs} --out {output} > {log} 2>&1"

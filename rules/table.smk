@@ -1,6 +1,6 @@
 rule paper_table:
     input:
-        metrics=expand("results/{{dataset}}/{method}/metrics.json", method=METHODS),
+        metrics=expand("results/{{dataset}}/{method}/metrics.json", method=RUNS),
     output:
         md="results/{dataset}/paper_table.md",
         csv="results/{dataset}/paper_table.csv",
@@ -24,8 +24,8 @@ rule paper_table:
 rule per_class_ap:
     input:
         train_ann=get_annotation("train"),
-        segm=expand("results/{{dataset}}/{method}/per_class_segm.csv", method=METHODS),
-        bbox=expand("results/{{dataset}}/{method}/per_class_bbox.csv", method=METHODS),
+        segm=expand("results/{{dataset}}/{method}/per_class_segm.csv", method=RUNS),
+        bbox=expand("results/{{dataset}}/{method}/per_class_bbox.csv", method=RUNS),
     output:
         report(
             "results/{dataset}/per_class_ap.csv",

@@ -8,7 +8,7 @@ rule train:
     log:
         "logs/{dataset}/{method}/train.log",
     wildcard_constraints:
-        method=one_of(METHODS),  # a published checkpoint is imported, not trained
+        method=one_of(RUNS),  # a published checkpoint is imported, not trained
     conda:
         "../envs/eqlv2.yaml"
     threads: get_resource("train", "threads")

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from mmengine.config import Config
 
 from .conftest import REPO
-from .workflow_helpers import SMALL_CONFIG, run_snakemake, write_config
+from .workflow_helpers import SMALL_CONFIG, run_snakemake, shell_command, write_config
 
 EXAMPLE = REPO / "examples" / "my_loss"
 MODEL_CONFIG = EXAMPLE / "mask-rcnn_r18_fpn_roi-focal-loss_toy.py"
@@ -82,22 +82,14 @@ def test_config_inherits_the_baseline_and_imports_the_loss_from_any_directory(wh
     assert head.fc_cls.bias.detach() == pytest.approx(torch.full((49,), -math.log(99)), abs=1e-5)
 
 
-def _shell_command(plan: str, output: str) -> str:
-    """The shell command of the job that writes ``output``, from a plan printed with -p."""
-    job = rf"\n    output: [^\n]*{re.escape(output)}[^\n]*\n(?:    .*\n)*?Shell command: ([^\n]*)"
-    match = re.search(job, plan)
-    assert match, plan
-    return match.group(1)
-
-
 def test_workflow_entry_adds_a_row_found_from_another_directory(tmp_path):
     configfile = write_config(tmp_path, openimages=None)
     plan = run_snakemake(tmp_path, configfile, str(WORKFLOW_CONFIG), "-n", "-p", "all").stdout
-    train = _shell_command(plan, "results/toy/roi_focal/model_final.pth")
+    train = shell_command(plan, "results/toy/roi_focal/model_final.pth")
     assert train.startswith(f"{{ eqlv2 train {MODEL_CONFIG} ")  # the repository's file, from tmp_path
-    predict = _shell_command(plan, "results/toy/roi_focal/predictions.bbox.json")
+    predict = shell_command(plan, "results/toy/roi_focal/predictions.bbox.json")
     assert predict.startswith(f"{{ eqlv2 test {MODEL_CONFIG} ")
-    table = _shell_command(plan, "results/toy/paper_table.md")
+    table = shell_command(plan, "results/toy/paper_table.md")
     assert "roi_focal=results/toy/roi_focal/metrics.json" in table
     assert "--own 'roi_focal=RoI Focal Loss' --md" in table  # end to end: no --decoupled
 
@@ -108,7 +100,7 @@ def test_a_decoupled_own_method_is_marked_so(tmp_path):
                         "init": {"from": "baseline", "surgery": "remove"}}}  # fmt: skip
     configfile = write_config(tmp_path, methods=methods, openimages=None)
     plan = run_snakemake(tmp_path, configfile, "-n", "-p", "all").stdout
-    assert "--own mine=Mine --decoupled mine --md" in _shell_command(plan, "results/toy/paper_table.md")
+    assert "--own mine=Mine --decoupled mine --md" in shell_command(plan, "results/toy/paper_table.md")
 
 
 @pytest.mark.parametrize(

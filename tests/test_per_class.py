@@ -53,6 +53,13 @@ def test_one_row_a_class_one_column_a_method_in_percent_with_the_training_counts
     assert list(table["eqlv2 AP"].fillna(-999)) == pytest.approx([30.0, -999, 75.0])
 
 
+def test_a_method_of_several_seeds_gets_its_mean_per_class(tmp_path, train_ann):
+    seed0 = _write(tmp_path / "s0.csv", "1,a,f,9,9,0.25\n2,b,r,9,9,-1\n7,c,c,9,9,0.5\n")
+    seed1 = _write(tmp_path / "s1.csv", "1,a,f,9,9,0.75\n2,b,r,9,9,-1\n7,c,c,9,9,0.0\n")
+    table = join_per_class({"baseline": {"segm": [seed0, seed1]}}, train_ann)
+    assert list(table["baseline AP"].fillna(-999)) == [50.0, -999, 25.0]
+
+
 def test_the_evaluators_per_class_rows_average_to_its_ap(small_toy, tmp_path):
     val = small_toy / "annotations/lvis_v1_val.json"
     rng = np.random.default_rng(0)  # noisy copies of the ground truth, some with another class

@@ -46,6 +46,13 @@ def test_gradient_ratio_sorts_the_classes_most_frequent_first(tmp_path):
         gradient_ratio(grads, np.array([1.0, 2.0]))
 
 
+def test_the_gradients_of_several_seeds_are_summed_before_the_ratio(tmp_path):
+    seed0 = _gradients(tmp_path / "g0.pt", [1.0, 4.0], [4.0, 1.0])
+    seed1 = _gradients(tmp_path / "g1.pt", [3.0, 0.0], [0.0, 1.0])
+    ratio = gradient_ratio([seed0, seed1], np.array([5.0, 50.0]))
+    assert ratio.tolist() == [2.0, 1.0]  # (4 + 0) / (1 + 1) for the frequent class, (1 + 3) / (4 + 0)
+
+
 def test_losses_of_a_resumed_run_are_joined_by_iteration(tmp_path):
     for stamp, rows in (("20260101_000000", [(1, 3.0), (2, 2.5)]), ("20260101_010000", [(2, 2.4), (3, 2.0)])):
         folder = tmp_path / stamp / "vis_data"
@@ -81,6 +88,11 @@ def test_every_kind_of_plot_is_drawn(tmp_path):
         metrics[key].write_text(json.dumps({"segm": segm, "bbox": {}}))
     assert main(["plot", "group-ap", "--inputs", *(f"{k}={v}" for k, v in metrics.items()),
                  "--out", str(out / "groups.png")]) == 0  # fmt: skip
+    # ... and of two seeds a method, the spread over them as error bars
+    seed1 = tmp_path / "eqlv2_seed1.json"
+    seed1.write_text(json.dumps({"segm": {"APr": 0.15, "APc": 0.25, "APf": 0.3}, "bbox": {}}))
+    assert main(["plot", "group-ap", "--inputs", f"eqlv2={metrics['eqlv2']}", f"eqlv2={seed1}",
+                 "--out", str(out / "seeds.png")]) == 0  # fmt: skip
     # gradient ratios of 30 classes
     train_ann = _train_ann(tmp_path / "train.json", list(range(1, 31)))
     rng = np.random.default_rng(0)
@@ -88,20 +100,21 @@ def test_every_kind_of_plot_is_drawn(tmp_path):
              for k in ("baseline", "eql", "eqlv2")]  # fmt: skip
     assert main(["plot", "gradient-ratio", "--inputs", *grads, "--train-ann", str(train_ann),
                  "--out", str(out / "ratio.png")]) == 0  # fmt: skip
-    # loss curves
-    work = tmp_path / "work" / "20260101_000000" / "vis_data"
-    work.mkdir(parents=True)
-    (work / "scalars.json").write_text(
-        "\n".join(json.dumps({"iter": i, "loss": 3 / i}) for i in range(1, 20))
-    )
-    assert main(["plot", "loss-curves", "--inputs", f"baseline={tmp_path / 'work'}",
-                 "--out", str(out / "loss.png")]) == 0  # fmt: skip
+    # loss curves, of two seeds
+    for seed in (0, 1):
+        work = tmp_path / f"work{seed}" / "20260101_000000" / "vis_data"
+        work.mkdir(parents=True)
+        (work / "scalars.json").write_text(
+            "\n".join(json.dumps({"iter": i, "loss": (3 + seed) / i}) for i in range(1, 20))
+        )
+    assert main(["plot", "loss-curves", "--inputs", f"baseline={tmp_path / 'work0'}",
+                 f"baseline={tmp_path / 'work1'}", "--out", str(out / "loss.png")]) == 0  # fmt: skip
     # OpenImages AP1..AP5, a group without a scored class left out
     grouped = tmp_path / "grouped.json"
     grouped.write_text(json.dumps({"mAP": 0.3, "AP1": None, "AP2": 0.1, "AP3": 0.2, "AP4": 0.3, "AP5": 0.4}))
     assert main(["plot", "openimages-groups", "--inputs", f"r50_eqlv2={grouped}",
                  "--out", str(out / "oi.png")]) == 0  # fmt: skip
-    for name in ("ap", "groups", "ratio", "loss", "oi"):
+    for name in ("ap", "groups", "seeds", "ratio", "loss", "oi"):
         assert _drawn(out / f"{name}.png"), name
     assert not list(out.glob(".*"))  # no half-written file left
 

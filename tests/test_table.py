@@ -157,3 +157,29 @@ def test_configured_methods_from_a_workflow_config():
     assert problems[1].startswith("methods: 'a' is not one of the known methods (baseline, eql, ")
     assert problems[-1] == "methods.c.name: 'Same' is already the row label of methods.b"
     assert "\n" not in str(err.value)
+
+
+def test_several_seeds_of_a_method_give_their_mean_and_standard_deviation(tmp_path, capsys):
+    """A method named once per seed: one row, the mean over the seeds, ± their sample standard deviation,
+    and the number of seeds; the bootstrap intervals of single runs are not mixed in."""
+    metrics = []
+    for seed, ap in enumerate((0.20, 0.22, 0.27)):
+        folder = tmp_path / f"seed{seed}"
+        folder.mkdir()
+        metrics.append(f"eqlv2={_metrics(folder, 'eqlv2', ap, ap + 0.01)}")
+        metrics.append(f"baseline={_metrics(folder, 'baseline', 0.1, 0.1)}")
+    md, csv = tmp_path / "t.md", tmp_path / "t.csv"
+    assert main(["table", "--dataset", "toy", "--metrics", *metrics, "--md", str(md), "--csv", str(csv)]) == 0
+    table = pd.read_csv(csv)
+    assert list(table.columns) == ["method", "end2end", "seeds", "AP", "AP sd", "APr", "APr sd", "APc",
+                                   "APc sd", "APf", "APf sd", "AP (box)"]  # fmt: skip
+    eqlv2 = table.iloc[1]
+    assert (eqlv2["method"], eqlv2["seeds"]) == ("EQLv2", 3)
+    assert eqlv2["AP"] == 23.0 and eqlv2["AP sd"] == 3.6  # sd of 20, 22, 27 (n - 1): 3.61
+    assert eqlv2["APr"] == 11.5 and eqlv2["APr sd"] == 1.8 and eqlv2["AP (box)"] == 24.0
+    assert table.iloc[0]["AP sd"] == 0.0
+    assert "| EQLv2    | √         |       3 | 23.0 ± 3.6 |" in md.read_text()
+    # The same file twice is a mistake in the command, not a seed.
+    twice = ["--metrics", metrics[0], metrics[0]]
+    assert main(["table", "--dataset", "toy", *twice, "--md", str(md), "--csv", str(csv)]) == 2
+    assert "given twice" in capsys.readouterr().err

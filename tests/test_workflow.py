@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -17,7 +19,7 @@ from eqlv2.methods import METHODS as PAPER_ORDER
 
 from .conftest import REPO
 from .report_browser import view_report
-from .workflow_helpers import SMALL_CONFIG, env, run_snakemake, write_config
+from .workflow_helpers import SMALL_CONFIG, env, run_snakemake, shell_command, write_config
 
 CHAIN = ["make_toy", "train", "surgery", "predict", "evaluate_lvis", "collect_metrics", "paper_table",
          "per_class_ap", "plot_ap_vs_frequency", "plot_group_ap", "plot_gradient_ratio", "plot_loss_curves",
@@ -53,6 +55,28 @@ def test_dry_run_lists_the_whole_chain(tmp_path):
     assert counts["convert_openimages"] == 2  # train and validation
     for rule in OI_CHAIN[1:-1]:
         assert counts[rule] == len(OI_ROWS)
+
+
+def test_one_seed_keeps_the_paths_and_seeds_its_runs(tmp_path):
+    plan = run_snakemake(tmp_path, write_config(tmp_path, openimages=None), "-n", "-p", "all").stdout
+    assert " --seed 0" in shell_command(plan, "results/toy/crt/model_final.pth")
+    assert "baseline=results/toy/baseline/metrics.json" in shell_command(plan, "results/toy/paper_table.md")
+
+
+def test_several_seeds_train_every_method_once_per_seed(tmp_path):
+    configfile = write_config(tmp_path, seeds=[0, 1, 2], openimages=None)
+    plan = run_snakemake(tmp_path, configfile, "-n", "-p", "all").stdout
+    counts = _job_counts(plan)
+    assert counts["train"] == counts["predict"] == counts["collect_metrics"] == 3 * len(ROWS)
+    assert counts["surgery"] == 3 * 2  # each seed's decoupled runs start from that seed's baseline
+    train = shell_command(plan, "results/toy/crt/seed2/model_final.pth")
+    assert " --seed 2" in train and "--work-dir results/toy/crt/seed2/train " in train
+    assert "--load-from results/toy/baseline/seed2/surgery/model_reset_remove.pth" in train
+    # One row a method: the table and the plots are given each method once per seed.
+    table = shell_command(plan, "results/toy/paper_table.md")
+    assert [f"eqlv2_rfs=results/toy/eqlv2_rfs/seed{k}/metrics.json" in table for k in range(3)] == [True] * 3
+    gradients = shell_command(plan, "results/toy/plots/gradient_ratio.png")
+    assert "eql=results/toy/eql/seed1/train/classifier_gradients.pt" in gradients
 
 
 def test_either_branch_can_be_left_out(tmp_path):
@@ -96,30 +120,52 @@ def test_code_quality_gates():
         assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}\n{result.stderr}"
 
 
+SEEDS = [0, 1]
+# The end-to-end run: the small setting with two seeds, each run half the small setting's iterations.
+HALF = SMALL_CONFIG["train"]["max_iters"] // 2
+OPTIONS = [*SMALL_CONFIG["train"]["cfg_options"], "default_hooks.logger.interval=5"]  # 4 points a curve
+E2E = {"seeds": SEEDS, "train": {**SMALL_CONFIG["train"], "max_iters": HALF, "cfg_options": OPTIONS}}
+
+
+def _runs(method: str) -> list[str]:
+    return [f"{method}/seed{seed}" for seed in SEEDS]
+
+
 @pytest.mark.slow
 def test_small_setting_runs_end_to_end(tmp_path):
-    """make-toy -> train -> surgery -> decoupled training -> predict -> evaluate -> paper table."""
-    configfile = write_config(tmp_path)
-    # (About 20 minutes on this project's 2-core machines, of which training is most: room for slower ones.)
+    """make-toy -> train -> surgery -> decoupled training -> predict -> evaluate -> paper table, every
+    method once per seed."""
+    configfile = write_config(tmp_path, **E2E)
+    # (About 25 minutes on this project's 2-core machines, of which training is most: room for slower ones.)
     run_snakemake(tmp_path, configfile, "--cores", "2", "all", timeout=2400)
 
-    metrics = json.loads((tmp_path / "results/toy/baseline/metrics.json").read_text())
-    assert set(metrics) == {"bbox", "segm"}
-    assert all(0 <= metrics[t]["AP"] <= 1 for t in metrics)
-    # The small setting bootstraps (evaluation.bootstrap: 50): intervals in metrics.json, ± in the table.
-    low, high = metrics["segm"]["APr_ci95"]
-    assert 0 <= low <= high <= 1
-    csv = (tmp_path / "results/toy/paper_table.csv").read_text().splitlines()
-    assert csv[0] == "method,end2end,AP,AP ±,APr,APr ±,APc,APc ±,APf,APf ±,AP (box),note"
-    assert [line.split(",")[0] for line in csv[1:]] == ROWS  # the paper's rows first, then the new ones
-    assert [line.split(",")[-1] for line in csv[1:]] == [""] * len(PAPER_ROWS) + ["beyond the paper"] * 3
-    assert csv[1].startswith("Baseline,√,")
-    ap_segm = float(csv[1].split(",")[2])
-    assert ap_segm == pytest.approx(round(100 * metrics["segm"]["AP"], 1))
+    seeds = [json.loads((tmp_path / f"results/toy/{r}/metrics.json").read_text()) for r in _runs("baseline")]
+    for metrics in seeds:
+        assert set(metrics) == {"bbox", "segm"}
+        assert all(0 <= metrics[t]["AP"] <= 1 for t in metrics)
+        # The small setting bootstraps (evaluation.bootstrap: 50): intervals in each run's metrics.json.
+        low, high = metrics["segm"]["APr_ci95"]
+        assert 0 <= low <= high <= 1
+    fc_cls = [load_checkpoint(tmp_path / f"results/toy/{r}/model_final.pth")["state_dict"]
+              ["roi_head.bbox_head.fc_cls.weight"] for r in _runs("baseline")]  # fmt: skip
+    assert not torch.equal(*fc_cls)  # two seeds, two models
+    # The table: each method's mean over its seeds ± their standard deviation, with the number of seeds.
+    table = pd.read_csv(tmp_path / "results/toy/paper_table.csv", keep_default_na=False)
+    assert list(table.columns) == ["method", "end2end", "seeds", "AP", "AP sd", "APr", "APr sd", "APc",
+                                   "APc sd", "APf", "APf sd", "AP (box)", "note"]  # fmt: skip
+    assert list(table["method"]) == ROWS  # the paper's rows first, then the new ones
+    assert list(table["note"]) == [""] * len(PAPER_ROWS) + ["beyond the paper"] * 3
+    assert list(table["seeds"]) == [len(SEEDS)] * len(ROWS)
+    baseline = table.iloc[0]
+    assert baseline["method"] == "Baseline" and baseline["end2end"] == "√"
+    ap = [100 * metrics["segm"]["AP"] for metrics in seeds]
+    assert baseline["AP"] == pytest.approx(round(float(np.mean(ap)), 1))
+    assert baseline["AP sd"] == pytest.approx(round(float(np.std(ap, ddof=1)), 1))
     markdown = (tmp_path / "results/toy/paper_table.md").read_text()
     assert "| EQLv2 + RFS " in markdown and " ± " in markdown  # (columns padded to the longest name)
-    _check_per_class(tmp_path, metrics)
+    _check_per_class(tmp_path, seeds)
     _check_classifier_gradients(tmp_path)
+    _check_seeded_training(tmp_path)
     for name in PLOTS:  # drawn: a PNG with more than one colour
         image = matplotlib.image.imread(tmp_path / f"results/toy/plots/{name}.png")
         assert image.shape[0] > 100 and float(image[..., :3].std()) > 0.01, name
@@ -127,9 +173,10 @@ def test_small_setting_runs_end_to_end(tmp_path):
     # The report of the run, as a person sees it in a browser (make report).
     run_snakemake(tmp_path, configfile, "--report", "results/report.html")
     _check_report(tmp_path / "results/report.html")
-    # The decoupled methods started from the baseline's checkpoint after surgery.
-    for surgery in ("remove", "reset"):
-        assert (tmp_path / f"results/toy/baseline/surgery/model_reset_{surgery}.pth").is_file()
+    # The decoupled methods started from the baseline's checkpoint of their seed after surgery.
+    for run in _runs("baseline"):
+        for surgery in ("remove", "reset"):
+            assert (tmp_path / f"results/toy/{run}/surgery/model_reset_{surgery}.pth").is_file()
 
     # Everything is up to date: a second run does nothing.
     again = run_snakemake(tmp_path, configfile, "--cores", "2", "all")
@@ -137,21 +184,23 @@ def test_small_setting_runs_end_to_end(tmp_path):
 
     # The README's commands for rerunning one stage.  Only evaluation (no inference, no training):
     plan = _job_counts(run_snakemake(tmp_path, configfile, "-n", "all", "-R", "evaluate_lvis").stdout)
-    assert plan == {"evaluate_lvis": 2 * len(ROWS), "collect_metrics": len(ROWS), "paper_table": 1,
+    runs = len(SEEDS) * len(ROWS)
+    assert plan == {"evaluate_lvis": 2 * runs, "collect_metrics": runs, "paper_table": 1,
                     "per_class_ap": 1, "plot_ap_vs_frequency": 1, "plot_group_ap": 1, "all": 1}  # fmt: skip
     # Only the table:
     plan = _job_counts(run_snakemake(tmp_path, configfile, "-n", "all", "-R", "paper_table").stdout)
     assert plan == {"paper_table": 1, "all": 1}
-    # Only one method's decoupled stage, retrained from scratch (its work dir removed):
-    subprocess.run(["rm", "-r", str(tmp_path / "results/toy/crt/train")], check=True)
-    rerun = ("all", "-R", "results/toy/crt/model_final.pth")
+    # Only one run of a method's decoupled stage, retrained from scratch (its work dir removed):
+    subprocess.run(["rm", "-r", str(tmp_path / "results/toy/crt/seed1/train")], check=True)
+    rerun = ("all", "-R", "results/toy/crt/seed1/model_final.pth")
     plan = _job_counts(run_snakemake(tmp_path, configfile, "-n", *rerun).stdout)
     assert plan == {"train": 1, "predict": 1, "evaluate_lvis": 2, "collect_metrics": 1, "paper_table": 1,
                     "per_class_ap": 1, "plot_ap_vs_frequency": 1, "plot_group_ap": 1, "plot_loss_curves": 1,
                     "all": 1}  # fmt: skip
     run_snakemake(tmp_path, configfile, "--cores", "2", *rerun)
-    log = (tmp_path / "logs/toy/crt/train.log").read_text()
-    assert "resuming from" not in log and "Iter(train) [40/40]" in log
+    log = (tmp_path / "logs/toy/crt/seed1/train.log").read_text()
+    iters = E2E["train"]["max_iters"]
+    assert "resuming from" not in log and f"Iter(train) [{iters}/{iters}]" in log
 
     # Only the OpenImages evaluation (the Challenge metric, grouped AP, the table):
     plan = _job_counts(run_snakemake(tmp_path, configfile, "-n", "all", "-R", "evaluate_openimages").stdout)
@@ -159,7 +208,7 @@ def test_small_setting_runs_end_to_end(tmp_path):
                     "plot_openimages_groups": 1, "all": 1}  # fmt: skip
 
     # Changing an evaluation setting reruns evaluation and the table, never training or inference.
-    configfile = write_config(tmp_path, evaluation={"max_dets": 100})
+    configfile = write_config(tmp_path, **E2E, evaluation={"max_dets": 100})
     plan = run_snakemake(tmp_path, configfile, "-n", "all")
     rerun = {"evaluate_lvis", "collect_metrics", "paper_table", "per_class_ap", "plot_ap_vs_frequency",
              "plot_group_ap", "all"}  # fmt: skip
@@ -191,8 +240,9 @@ def _check_report(report):
     assert view.entries["Per-class results"] == ["results/toy/per_class_ap.csv"]
 
 
-def _check_per_class(root, baseline_metrics):
-    """results/toy/per_class_ap.csv: a row per class with its training counts, a column per method."""
+def _check_per_class(root, baseline_seeds):
+    """results/toy/per_class_ap.csv: a row per class with its training counts, a column per method (the
+    mean over its seeds)."""
     table = pd.read_csv(root / "results/toy/per_class_ap.csv")
     train = json.loads((root / "resources/toy/annotations/lvis_v1_train.json").read_text())["categories"]
     assert list(table["category_id"]) == sorted(c["id"] for c in train)
@@ -202,26 +252,37 @@ def _check_per_class(root, baseline_metrics):
     assert list(table["frequency"]) == [by_id[i]["frequency"] for i in table["category_id"]]
     methods = [m for m in PAPER_ORDER if m in SMALL_CONFIG["methods"]]  # as the paper table's rows
     assert list(table.columns[5:]) == [f"{m} {c}" for m in methods for c in ("AP", "AP (box)")]
-    # The mean over the classes that have validation ground truth is the method's AP.
-    assert table["baseline AP"].mean() == pytest.approx(100 * baseline_metrics["segm"]["AP"])
-    assert table["baseline AP (box)"].mean() == pytest.approx(100 * baseline_metrics["bbox"]["AP"])
+    # The mean over the classes that have validation ground truth is the method's AP (of its seeds' mean).
+    for column, iou_type in (("baseline AP", "segm"), ("baseline AP (box)", "bbox")):
+        seeds_ap = [100 * metrics[iou_type]["AP"] for metrics in baseline_seeds]
+        assert table[column].mean() == pytest.approx(float(np.mean(seeds_ap)))
 
 
 def _check_classifier_gradients(root):
     """Every method's per-class classifier gradients, saved beside its model and in its checkpoints."""
     for method in SMALL_CONFIG["methods"]:
-        saved = torch.load(root / f"results/toy/{method}/train/classifier_gradients.pt", weights_only=True)
+        run = _runs(method)[0]
+        saved = torch.load(root / f"results/toy/{run}/train/classifier_gradients.pt", weights_only=True)
         assert saved["pos_grad"].shape == saved["neg_grad"].shape == (saved["num_classes"],)
         assert saved["pos_grad"].sum() > 0 and saved["neg_grad"].sum() > 0
-        final = load_checkpoint(root / f"results/toy/{method}/model_final.pth")
+        final = load_checkpoint(root / f"results/toy/{run}/model_final.pth")
         assert torch.equal(final["classifier_gradients"]["pos_grad"], saved["pos_grad"])
         if method.startswith("eqlv2"):  # EQLv2's own statistics are the same sums
             for side in ("pos_grad", "neg_grad"):
                 buffer = final["state_dict"][f"roi_head.bbox_head.loss_cls.{side}"].double()
                 torch.testing.assert_close(saved[side], buffer, rtol=1e-4, atol=1e-6)
     # A decoupled stage starts its own sums: surgery drops the baseline's.
-    surgery = load_checkpoint(root / "results/toy/baseline/surgery/model_reset_remove.pth")
+    surgery = load_checkpoint(root / f"results/toy/{_runs('baseline')[0]}/surgery/model_reset_remove.pth")
     assert "classifier_gradients" not in surgery
+
+
+def _check_seeded_training(root):
+    """Each run trained with its own seed (mmengine's randomness.seed, logged in the runtime environment);
+    a decoupled run started from the baseline run of the same seed."""
+    for seed in SEEDS:
+        log = (root / f"logs/toy/crt/seed{seed}/train.log").read_text()
+        assert re.findall(r"^\s*seed: (\d+)$", log, re.MULTILINE) == [str(seed)]
+        assert f"Load checkpoint from results/toy/baseline/seed{seed}/surgery/model_reset_remove.pth" in log
 
 
 def _check_openimages_branch(root):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,11 @@ def run_snakemake(workdir: Path, configfile: Path, *args: str, check: bool = Tru
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def shell_command(plan: str, output: str) -> str:
+    """The shell command of the job that writes ``output``, from a plan printed with -p."""
+    job = rf"\n    output: [^\n]*{re.escape(output)}[^\n]*\n(?:    .*\n)*?Shell command: ([^\n]*)"
+    match = re.search(job, plan)
+    assert match, plan
+    return match.group(1)

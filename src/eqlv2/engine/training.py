@@ -45,6 +45,18 @@ def _learning_rate_note(cfg, split: BatchSplit) -> str | None:
     )
 
 
+def seed_run(cfg, seed: int, deterministic: bool = False) -> None:
+    """Seed a run through mmengine's ``randomness``: Python's, numpy's and torch's generators, the data
+    samplers' shuffling and the loader workers all derive from ``seed``, the same on every process (the
+    samplers' shards must agree), so the same seed on the same machine trains the same model on a CPU.
+    ``deterministic`` also asks torch for deterministic kernels (cuDNN included), slower on GPUs; CUDA's
+    atomic additions (RoIAlign's backward among them) still reorder sums, so GPU runs of one seed differ
+    in the last digits.  The seed is part of the config, hence of the run's fingerprint: another seed is
+    another run, never resumed from this one's checkpoints.
+    """
+    cfg.randomness = {**cfg.get("randomness", {}), "seed": seed, "deterministic": deterministic}
+
+
 def train(
     config: str | Path,
     work_dir: str | Path,
@@ -55,17 +67,22 @@ def train(
     launcher: str = "none",
     load_from: str | Path | None = None,
     amp: bool = False,
+    seed: int | None = None,
+    deterministic: bool = False,
 ) -> Path:
     """Train ``config``, resuming from ``work_dir`` if it holds a checkpoint of this run; return ``out``.
 
     ``load_from`` (a surgery checkpoint, for decoupled training) initialises a fresh run only.  ``amp``
-    trains with mmengine's ``AmpOptimWrapper`` (a CUDA GPU is required).
+    trains with mmengine's ``AmpOptimWrapper`` (a CUDA GPU is required).  ``seed`` and ``deterministic``
+    set the config's ``randomness`` (:func:`seed_run`).
     """
     allow_mmengine_checkpoints()
     import_lvis()
     cfg = load_run_config(config, data_root, cfg_options, split="train")
     if max_iters is not None:
         rescale_schedule(cfg, max_iters)
+    if seed is not None:
+        seed_run(cfg, seed, deterministic)
     if amp:
         require_amp_device()
         use_amp_optim_wrapper(cfg)

@@ -10,9 +10,10 @@ method and IoU type.  AP is in percent, as in the paper table; a class without v
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from eqlv2.evaluation.lvis_inputs import read_json
@@ -58,9 +59,12 @@ def training_counts(train_ann: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["category_id", "train_image_count", "train_instance_count"])
 
 
-def join_per_class(files: Mapping[str, Mapping[str, str | Path]], train_ann: str | Path) -> pd.DataFrame:
+def join_per_class(
+    files: Mapping[str, Mapping[str, str | Path | Sequence[str | Path]]], train_ann: str | Path
+) -> pd.DataFrame:
     """``files[method][iou_type]`` (iou_type ``segm`` or ``bbox``) joined into one frame, methods in order.
 
+    A method trained with several seeds names one file per seed, and its column is their mean per class.
     Every file must list the same categories (the same validation file): anything else means the methods
     were evaluated on different data, which this table must not hide.  Every category must be in the
     training file.
@@ -70,17 +74,23 @@ def join_per_class(files: Mapping[str, Mapping[str, str | Path]], train_ann: str
     frame = None
     first = None
     for method, by_iou in files.items():
-        for iou_type, path in by_iou.items():
-            if iou_type not in IOU_COLUMNS:
-                raise ValueError(f"{path}: iou type {iou_type!r} is not one of {', '.join(IOU_COLUMNS)}")
-            classes = read_per_class(path).sort_values("category_id", kind="stable")
-            if frame is None:
-                first = path
-                frame = classes[["category_id", "name", "frequency"]].reset_index(drop=True)
-            elif list(classes["category_id"]) != list(frame["category_id"]):
-                raise ValueError(f"{path}: its categories differ from those of {first}")
-            ap = classes["AP"].to_numpy(dtype=float)
-            frame[f"{method} {IOU_COLUMNS[iou_type]}"] = [100 * v if v >= 0 else None for v in ap]
+        for iou_type, paths in by_iou.items():
+            seeds = []
+            for path in [paths] if isinstance(paths, (str, Path)) else paths:
+                if iou_type not in IOU_COLUMNS:
+                    raise ValueError(f"{path}: iou type {iou_type!r} is not one of {', '.join(IOU_COLUMNS)}")
+                classes = read_per_class(path).sort_values("category_id", kind="stable")
+                if frame is None:
+                    first = path
+                    frame = classes[["category_id", "name", "frequency"]].reset_index(drop=True)
+                elif list(classes["category_id"]) != list(frame["category_id"]):
+                    raise ValueError(f"{path}: its categories differ from those of {first}")
+                seeds.append(classes["AP"].to_numpy(dtype=float))
+            ap = np.vstack(seeds)
+            scored = (ap >= 0).all(axis=0)  # -1 (no ground truth) is the same for every seed
+            frame[f"{method} {IOU_COLUMNS[iou_type]}"] = [
+                100 * v if ok else None for v, ok in zip(ap.mean(axis=0), scored, strict=True)
+            ]
     counts = training_counts(train_ann)
     unknown = sorted(set(frame["category_id"]) - set(counts["category_id"]))
     if unknown:

@@ -2,22 +2,25 @@
 
 * :func:`plot_ap_vs_frequency`: each class's mask AP against its training image count (log scale), one
   series per method, the LVIS group boundaries (10 and 100 images) marked;
-* :func:`plot_group_ap`: APr, APc, APf per method as grouped bars, with the bootstrap interval as error bar
-  where the evaluation computed one;
+* :func:`plot_group_ap`: APr, APc, APf per method as grouped bars, with the standard deviation over seeds
+  as error bar where a method ran with several, else the bootstrap interval where the evaluation computed
+  one;
 * :func:`plot_gradient_ratio`: each class's accumulated positive/negative gradient ratio, classes sorted
   by training instance count, raw and smoothed with a Gaussian of sigma 5 (EQLv2's Fig. 1; the sigma is
   what the author gave in tztztztztz/eqlv2 issues #12 and #18);
 * :func:`plot_loss_curves`: the training loss per method, from mmengine's logged scalars;
 * :func:`plot_openimages_groups`: the OpenImages branch's AP1..AP5 per method.
 
-Every function writes one PNG (or SVG, by the suffix) and returns its path.
+Every function writes one PNG (or SVG, by the suffix) and returns its path.  Inputs map a method key to
+its file, or to one file per seed (the workflow's ``seeds``): then a method's series is the mean over its
+seeds, and its gradients are summed over them.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -77,17 +80,30 @@ def plot_ap_vs_frequency(per_class_csv: str | Path, out: str | Path, labels: Map
     return _save(fig, out)
 
 
-def plot_group_ap(metrics: Mapping[str, str | Path], out: str | Path, labels: Mapping[str, str]) -> Path:
-    """``metrics``: method key -> ``metrics.json`` (mask APr/APc/APf, with ``*_ci95`` when bootstrapped)."""
+Inputs = Mapping[str, str | Path | Sequence[str | Path]]  # method key -> its file, or one file per seed
+
+
+def _seed_files(files: str | Path | Sequence[str | Path]) -> list[Path]:
+    return [Path(files)] if isinstance(files, (str, Path)) else [Path(f) for f in files]
+
+
+def plot_group_ap(metrics: Inputs, out: str | Path, labels: Mapping[str, str]) -> Path:
+    """``metrics``: method key -> ``metrics.json`` (mask APr/APc/APf, with ``*_ci95`` when bootstrapped),
+    or one per seed."""
     keys = list(metrics)
     width = 0.8 / max(len(keys), 1)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     x = np.arange(len(GROUPS))
+    spreads = set()
     for i, key in enumerate(keys):
-        segm = json.loads(Path(metrics[key]).read_text())["segm"]
-        values = np.array([100 * segm[g] for g in GROUPS])
-        errors = None
-        if all(f"{g}_ci95" in segm for g in GROUPS):
+        runs = [json.loads(path.read_text())["segm"] for path in _seed_files(metrics[key])]
+        seeds = np.array([[100 * segm[g] for g in GROUPS] for segm in runs])
+        values, errors, segm = seeds.mean(axis=0), None, runs[0]
+        if len(runs) > 1:
+            errors = seeds.std(axis=0, ddof=1)
+            spreads.add(f"standard deviation over {len(runs)} seeds")
+        elif all(f"{g}_ci95" in segm for g in GROUPS):
+            spreads.add("95% bootstrap interval")
             low = np.array([100 * segm[f"{g}_ci95"][0] for g in GROUPS])
             high = np.array([100 * segm[f"{g}_ci95"][1] for g in GROUPS])
             errors = np.vstack([values - low, high - values]).clip(min=0)
@@ -96,20 +112,26 @@ def plot_group_ap(metrics: Mapping[str, str | Path], out: str | Path, labels: Ma
         )
     ax.set_xticks(x, ["rare (APr)", "common (APc)", "frequent (APf)"])
     ax.set_ylabel("mask AP (%)")
-    ax.set_title("Mask AP by frequency group (error bars: 95% bootstrap interval)")
+    bars = f" (error bars: {'; '.join(sorted(spreads))})" if spreads else ""
+    ax.set_title(f"Mask AP by frequency group{bars}")
     ax.legend(fontsize=8, ncol=2)
     return _save(fig, out)
 
 
-def gradient_ratio(gradients_file: str | Path, instance_counts: np.ndarray) -> np.ndarray:
-    """The per-class pos/neg ratio of a ``classifier_gradients.pt``, classes sorted by training
-    instances, most frequent first (NaN where a class received no negative gradient)."""
-    state = torch.load(gradients_file, weights_only=True)
-    pos, neg = state["pos_grad"].double().numpy(), state["neg_grad"].double().numpy()
-    if pos.shape != instance_counts.shape:
-        raise ValueError(
-            f"{gradients_file}: {pos.size} classes, but the training file has {instance_counts.size}"
-        )
+def gradient_ratio(
+    gradients_files: str | Path | Sequence[str | Path], instance_counts: np.ndarray
+) -> np.ndarray:
+    """The per-class pos/neg ratio of a ``classifier_gradients.pt`` (or of the gradients of several seeds'
+    files, summed: the accumulation over all their training), classes sorted by training instances, most
+    frequent first (NaN where a class received no negative gradient)."""
+    pos = neg = 0.0
+    for path in _seed_files(gradients_files):
+        state = torch.load(path, weights_only=True)
+        classes = state["pos_grad"].numel()
+        if state["pos_grad"].shape != instance_counts.shape:
+            raise ValueError(f"{path}: {classes} classes, but the training file has {instance_counts.size}")
+        pos = pos + state["pos_grad"].double().numpy()
+        neg = neg + state["neg_grad"].double().numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(neg > 0, pos / neg, np.nan)
     return ratio[np.argsort(-instance_counts, kind="stable")]
@@ -121,9 +143,9 @@ def training_instance_counts(train_ann: str | Path) -> np.ndarray:
 
 
 def plot_gradient_ratio(
-    gradients: Mapping[str, str | Path], train_ann: str | Path, out: str | Path, labels: Mapping[str, str]
+    gradients: Inputs, train_ann: str | Path, out: str | Path, labels: Mapping[str, str]
 ) -> Path:
-    """``gradients``: method key -> its ``classifier_gradients.pt``."""
+    """``gradients``: method key -> its ``classifier_gradients.pt``, or one per seed."""
     counts = training_instance_counts(train_ann)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for key, path in gradients.items():
@@ -154,16 +176,21 @@ def read_losses(work_dir: str | Path) -> pd.DataFrame:
     return frame.drop_duplicates("iter", keep="last").sort_values("iter")
 
 
-def plot_loss_curves(work_dirs: Mapping[str, str | Path], out: str | Path, labels: Mapping[str, str]) -> Path:
-    """``work_dirs``: method key -> its mmengine work dir (``results/<dataset>/<method>/train``)."""
+def plot_loss_curves(work_dirs: Inputs, out: str | Path, labels: Mapping[str, str]) -> Path:
+    """``work_dirs``: method key -> its mmengine work dir (``results/<dataset>/<method>/train``), or one per
+    seed (the curve is their mean at the iterations all of them logged)."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for key, work_dir in work_dirs.items():
-        losses = read_losses(work_dir)
-        ax.plot(losses["iter"], losses["loss"], label=labels[key], linewidth=1.2)
+    several = False
+    for key, dirs in work_dirs.items():
+        seeds = [read_losses(d).set_index("iter")["loss"] for d in _seed_files(dirs)]
+        several |= len(seeds) > 1
+        losses = pd.concat(seeds, axis=1, join="inner").mean(axis=1)
+        ax.plot(losses.index, losses.to_numpy(), label=labels[key], linewidth=1.2)
     ax.set_xlabel("iteration")
     ax.set_ylabel("total training loss")
     ax.set_yscale("log")
-    ax.set_title("Training loss per method (decoupled stages count their own iterations)")
+    mean = "mean over seeds; " if several else ""
+    ax.set_title(f"Training loss per method ({mean}decoupled stages count their own iterations)")
     ax.legend(fontsize=8, ncol=2)
     return _save(fig, out)
 

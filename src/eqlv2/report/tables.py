@@ -33,16 +33,21 @@ th:first-child, td:first-child {{ text-align: left; }}
 """
 
 
+COMPANIONS = (" ±", " sd")  # a column's bootstrap half-width, or its standard deviation over seeds
+
+
 def shown_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The table as people read it: one decimal, '–' where a number is missing, and a column with a
-    ``<column> ±`` companion (the bootstrap half-width) as ``value ± half-width`` in one cell."""
+    companion (``<column> ±``, the bootstrap half-width, or ``<column> sd``, the standard deviation over
+    seeds) as ``value ± companion`` in one cell."""
     shown = frame.copy()
-    for column in [c for c in frame.columns if f"{c} ±" in frame.columns]:
-        shown[column] = [
-            MISSING if pd.isna(v) else (f"{v:.1f}" if pd.isna(h) else f"{v:.1f} ± {h:.1f}")
-            for v, h in zip(frame[column], frame[f"{column} ±"], strict=True)
-        ]
-        shown = shown.drop(columns=f"{column} ±")
+    for suffix in COMPANIONS:
+        for column in [c for c in frame.columns if f"{c}{suffix}" in frame.columns]:
+            shown[column] = [
+                MISSING if pd.isna(v) else (f"{v:.1f}" if pd.isna(h) else f"{v:.1f} ± {h:.1f}")
+                for v, h in zip(frame[column], frame[f"{column}{suffix}"], strict=True)
+            ]
+            shown = shown.drop(columns=f"{column}{suffix}")
     return shown
 
 
@@ -62,7 +67,7 @@ def write_table(
     html_path: str | Path | None = None,
     title: str = "",
 ) -> str:
-    """Write the table as CSV (numbers, half-widths in their own columns), Markdown and, given a path, an
+    """Write the table as CSV (numbers, companions in their own columns), Markdown and, given a path, an
     HTML page titled ``title``; return the Markdown."""
     markdown = shown_table(frame).to_markdown(index=False, floatfmt=".1f", missingval=MISSING)
     atomic_write_text(csv, frame.to_csv(index=False))

@@ -10,7 +10,7 @@ import pandas as pd
 
 from eqlv2.methods import OPENIMAGES_METHODS, PUBLISHED_OPENIMAGES, get_openimages_method
 from eqlv2.report.tables import write_table
-from eqlv2.tools.table import parse_named_paths
+from eqlv2.tools.arguments import parse_named
 
 COLUMNS = ("AP", "AP1", "AP2", "AP3", "AP4", "AP5")
 REPORT_KEYS = ("mAP", "AP1", "AP2", "AP3", "AP4", "AP5")  # the same numbers, as `grouped-ap` names them
@@ -73,6 +73,6 @@ def add_parser(subparsers) -> None:
 
 
 def command(args: argparse.Namespace) -> None:
-    frame = build_openimages_table(parse_named_paths(args.reports, "--reports"), args.dataset)
+    frame = build_openimages_table(parse_named(args.reports, "--reports"), args.dataset)
     title = f"OpenImages table on {args.dataset} (AP@0.5 and AP1..AP5, percent)"
     print(write_table(frame, args.md, args.csv, args.html, title))

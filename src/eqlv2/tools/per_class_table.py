@@ -7,19 +7,7 @@ import argparse
 from eqlv2.evaluation.per_class import join_per_class
 from eqlv2.io import atomic_write_text
 from eqlv2.methods import METHODS
-
-
-def parse_named(pairs: list[str], flag: str) -> dict[str, str]:
-    """``METHOD=PATH`` arguments, in order, each method once."""
-    named: dict[str, str] = {}
-    for pair in pairs:
-        method, sep, path = pair.partition("=")
-        if not sep or not method or not path:
-            raise ValueError(f"{flag}: expected METHOD=CSV, got {pair!r}")
-        if method in named:
-            raise ValueError(f"{flag}: method {method!r} given twice")
-        named[method] = path
-    return named
+from eqlv2.tools.arguments import parse_seeds
 
 
 def add_parser(subparsers) -> None:
@@ -39,14 +27,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--train-ann", required=True, metavar="JSON", help="the training annotation file")
     for iou_type in ("segm", "bbox"):
         p.add_argument(f"--{iou_type}", nargs="+", default=[], metavar="METHOD=CSV",
-                       help=f"evaluate-lvis --per-class output, --iou-type {iou_type}")  # fmt: skip
+                       help=f"evaluate-lvis --per-class output, --iou-type {iou_type}; a method given once "
+                            "per seed gets the mean over its seeds")  # fmt: skip
     p.add_argument("--out", required=True, metavar="CSV")
     p.set_defaults(func=command, verb="per-class-table")
 
 
 def command(args: argparse.Namespace) -> None:
-    segm, bbox = parse_named(args.segm, "--segm"), parse_named(args.bbox, "--bbox")
-    files: dict[str, dict[str, str]] = {}
+    segm, bbox = parse_seeds(args.segm, "--segm"), parse_seeds(args.bbox, "--bbox")
+    files: dict[str, dict[str, list[str]]] = {}
     for iou_type, named in (("segm", segm), ("bbox", bbox)):
         for method, path in named.items():
             files.setdefault(method, {})[iou_type] = path

@@ -6,7 +6,7 @@ import argparse
 
 from eqlv2.methods import METHODS, OPENIMAGES_METHODS
 from eqlv2.report import plots
-from eqlv2.tools.per_class_table import parse_named
+from eqlv2.tools.arguments import parse_named, parse_seeds
 
 KINDS = ("ap-vs-frequency", "group-ap", "gradient-ratio", "loss-curves", "openimages-groups")
 
@@ -22,7 +22,8 @@ def add_parser(subparsers) -> None:
         "plot",
         help="draw one of the report's plots",
         description=(
-            "KIND and its inputs (METHOD=PATH, one per series):\n"
+            "KIND and its inputs (METHOD=PATH, one per series; a method given once per seed is drawn as\n"
+            "the mean over its seeds, its gradients summed over them):\n"
             "  ap-vs-frequency    --per-class results/<d>/per_class_ap.csv --methods M ...\n"
             "  group-ap           --inputs M=results/<d>/<M>/metrics.json ...\n"
             "  gradient-ratio     --inputs M=.../<M>/train/classifier_gradients.pt ... --train-ann J\n"
@@ -43,7 +44,10 @@ def add_parser(subparsers) -> None:
 
 
 def command(args: argparse.Namespace) -> None:
-    inputs = parse_named(args.inputs, "--inputs")
+    if args.kind == "openimages-groups":  # the OpenImages branch trains each method once
+        inputs = parse_named(args.inputs, "--inputs")
+    else:
+        inputs = parse_seeds(args.inputs, "--inputs")
     labels = {key: row_label(key, args.kind == "openimages-groups") for key in [*inputs, *args.methods]}
     if args.kind == "ap-vs-frequency":
         if not args.per_class or not args.methods:

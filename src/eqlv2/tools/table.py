@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from eqlv2.methods import (
@@ -18,36 +19,65 @@ from eqlv2.methods import (
     get_method,
 )
 from eqlv2.report.tables import write_table
+from eqlv2.tools.arguments import parse_named, parse_seeds
 
 SEGM_COLUMNS = ("AP", "APr", "APc", "APf")
 
 
+def _read_metrics(path: str | Path) -> dict:
+    metrics = json.loads(Path(path).read_text())
+    for iou_type in ("bbox", "segm"):
+        if iou_type not in metrics:
+            raise ValueError(f"{path}: no '{iou_type}' metrics")
+    return metrics
+
+
+def _seed_columns(runs: list[dict]) -> dict[str, float]:
+    """Mask AP, APr, APc, APf and box AP of one method in percent: the mean over its seeds with the sample
+    standard deviation (``<column> sd``) when there are several, else the single run with its bootstrap
+    half-width (``<column> ±``) where its evaluation computed one."""
+    row: dict[str, float] = {}
+    for column in SEGM_COLUMNS:
+        values = np.array([100 * run["segm"][column] for run in runs])
+        row[column] = values.mean()
+        if len(runs) > 1:
+            row[f"{column} sd"] = values.std(ddof=1)
+        elif f"{column}_ci95" in runs[0]["segm"]:  # half the width of the bootstrap interval
+            low, high = runs[0]["segm"][f"{column}_ci95"]
+            row[f"{column} ±"] = 100 * (high - low) / 2
+    row["AP (box)"] = float(np.mean([100 * run["bbox"]["AP"] for run in runs]))
+    return row
+
+
 def build_table(
-    metrics_files: dict[str, str | Path], dataset: str, own: Mapping[str, Method] | None = None
+    metrics_files: Mapping[str, str | Path | Sequence[str | Path]],
+    dataset: str,
+    own: Mapping[str, Method] | None = None,
 ) -> pd.DataFrame:
     """One row per method, in the paper's row order; numbers in percent with one decimal.
 
-    For LVIS v1 the original's published mask numbers stand beside ours, with the difference.  Where the
-    evaluation bootstrapped, each mask AP column has a ``± `` companion: half the 95% interval's width.
-    The methods of one's own (``own``, keyed like ``metrics_files``) come after every known row, in the
-    order of ``own``, and the ``note`` column says so.
+    A method may name one ``metrics.json`` or one per seed.  With several seeds the row is their mean,
+    each mask AP column has a ``<column> sd`` companion (the standard deviation over seeds, the spread a
+    rerun shows) and a ``seeds`` column counts them; with one run per method, a ``<column> ±`` companion
+    holds half the bootstrap 95% interval where the evaluation computed one.  For LVIS v1 the original's
+    published mask numbers stand beside ours, with the difference.  The methods of one's own (``own``,
+    keyed like ``metrics_files``) come after every known row, in the order of ``own``, and the ``note``
+    column says so.
     """
     rows = []
     methods = {key: get_method(key, own) for key in metrics_files}  # an unknown key fails here
+    runs = {
+        key: [_read_metrics(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+        for key, paths in metrics_files.items()
+    }
+    several_seeds = any(len(r) > 1 for r in runs.values())
     order = [*METHODS, *(own or {})]
     for key in sorted(methods, key=order.index):
-        method, path = methods[key], metrics_files[key]
-        metrics = json.loads(Path(path).read_text())
-        for iou_type in ("bbox", "segm"):
-            if iou_type not in metrics:
-                raise ValueError(f"{path}: no '{iou_type}' metrics")
-        row = {"method": method.name, "end2end": "√" if method.end2end else "×"}
-        for column in SEGM_COLUMNS:
-            row[column] = 100 * metrics["segm"][column]
-            if f"{column}_ci95" in metrics["segm"]:  # half the width of the bootstrap interval
-                low, high = metrics["segm"][f"{column}_ci95"]
-                row[f"{column} ±"] = 100 * (high - low) / 2
-        row["AP (box)"] = 100 * metrics["bbox"]["AP"]
+        method = methods[key]
+        row: dict = {"method": method.name, "end2end": "√" if method.end2end else "×"}
+        if several_seeds:
+            row["seeds"] = len(runs[key])
+        row.update(_seed_columns(runs[key]))
         if dataset == "lvis_v1":
             published = PUBLISHED_LVIS_V1_SEGM.get(key)
             for column, value in zip(SEGM_COLUMNS, published or (None,) * 4, strict=True):
@@ -80,7 +110,10 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--dataset", required=True, help="dataset name; lvis_v1 adds the paper's numbers")
-    p.add_argument("--metrics", required=True, nargs="+", metavar="METHOD=METRICS_JSON", help="one per row")
+    p.add_argument(
+        "--metrics", required=True, nargs="+", metavar="METHOD=METRICS_JSON",
+        help="one per row, or one per seed (a method given several times: mean ± sd over them)",
+    )  # fmt: skip
     p.add_argument(
         "--own",
         nargs="+",
@@ -103,18 +136,6 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=command, verb="table")
 
 
-def parse_named_paths(items: list[str], option: str) -> dict[str, str]:
-    """``METHOD=PATH`` (or ``METHOD=LABEL``) command-line items as a dict; anything else is an error naming
-    the option."""
-    named = {}
-    for item in items:
-        key, sep, path = item.partition("=")
-        if not sep:
-            raise ValueError(f"{option} expects METHOD=PATH, got '{item}'")
-        named[key] = path
-    return named
-
-
 def own_methods(labels: dict[str, str], decoupled: list[str]) -> dict[str, Method]:
     """The rows of one's own from ``--own`` labels and the ``--decoupled`` keys among them."""
     for key in decoupled:
@@ -127,7 +148,9 @@ def own_methods(labels: dict[str, str], decoupled: list[str]) -> dict[str, Metho
 
 
 def command(args: argparse.Namespace) -> None:
-    own = own_methods(parse_named_paths(args.own, "--own"), args.decoupled)
-    frame = build_table(parse_named_paths(args.metrics, "--metrics"), args.dataset, own)
+    own = own_methods(parse_named(args.own, "--own"), args.decoupled)
+    frame = build_table(parse_seeds(args.metrics, "--metrics"), args.dataset, own)
     title = args.title or f"Paper table on {args.dataset} (percent)"
+    if "seeds" in frame:
+        title += "; mean ± standard deviation over seeds"
     print(write_table(frame, args.md, args.csv, args.html, title))

@@ -42,6 +42,14 @@ def add_parser(subparsers) -> None:
         help="mixed precision (mmengine's AmpOptimWrapper, dynamic loss scaling); needs a CUDA GPU",
     )  # fmt: skip
     p.add_argument(
+        "--seed", type=int,
+        help="seed of the run (mmengine's randomness.seed: generators, samplers, loader workers)",
+    )  # fmt: skip
+    p.add_argument(
+        "--deterministic", action="store_true",
+        help="with --seed: deterministic torch kernels too (randomness.deterministic; slower on GPUs)",
+    )  # fmt: skip
+    p.add_argument(
         "--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
         help="override config entries, mmengine style",
     )  # fmt: skip
@@ -49,7 +57,9 @@ def add_parser(subparsers) -> None:
 
 
 def command(args: argparse.Namespace) -> None:
+    if args.deterministic and args.seed is None:
+        raise ValueError("--deterministic needs --seed (an unseeded run cannot be reproduced)")
     train(
         args.config, args.work_dir, args.out, args.data_root, args.cfg_options, args.max_iters,
-        args.launcher, args.load_from, args.amp,
+        args.launcher, args.load_from, args.amp, args.seed, args.deterministic,
     )  # fmt: skip
