@@ -4,6 +4,7 @@ from .decoupled import DecoupledMaskRCNN
 from .init import SIGMOID_PRIOR_INIT_CFG, sigmoid_prior_init_cfg
 from .losses import EQL, EQLv2, GroupSoftmax
 from .lws import LWSBBoxHead, LWSLinear
+from .mask_head import LabelMaskHead
 
 __all__ = [
     "EQL",
@@ -12,6 +13,7 @@ __all__ = [
     "DecoupledMaskRCNN",
     "LWSBBoxHead",
     "LWSLinear",
+    "LabelMaskHead",
     "SIGMOID_PRIOR_INIT_CFG",
     "sigmoid_prior_init_cfg",
 ]
