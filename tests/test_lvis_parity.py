@@ -12,10 +12,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 
 from eqlv2.cli import main
 from eqlv2.evaluation.lvis import evaluate_lvis, match_lvis, metric_keys
-from eqlv2.evaluation.lvis_inputs import load_ground_truth
+from eqlv2.evaluation.lvis_inputs import gt_mask_strings, load_ground_truth, mask_string
 from eqlv2.evaluation.lvis_scoring import bootstrap_replicates, resample_weights
 from tests.lvis_cases import CaseSize, make_case, write_case
 
@@ -83,6 +84,75 @@ def test_ignored_ground_truth_and_id_zero(tmp_path):
     paths = write_case(tmp_path, gt, results)
     for iou_type in ("bbox", "segm"):
         _assert_same(evaluate_lvis(*paths, iou_type), evaluate_lvis(*paths, iou_type, backend="lvis"))
+
+
+def _split_polygon(polygon: list[float]) -> list[list[float]]:
+    """Two overlapping polygons covering the octagon: a multi-part annotation."""
+    points = np.asarray(polygon).reshape(-1, 2)
+    return [points[:5].ravel().tolist(), points[3:].ravel().tolist() + points[:1].ravel().tolist()]
+
+
+def _uncompressed_counts(mask: np.ndarray) -> list[int]:
+    """COCO's uncompressed RLE: run lengths in column-major order, starting with a background run."""
+    flat = mask.ravel(order="F")
+    edges = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])
+    runs = np.diff(edges).tolist()
+    return [0, *runs] if flat[0] else runs
+
+
+def test_ground_truth_masks_in_every_form_lvis_reads(tmp_path):
+    """Annotations given as several polygons, as uncompressed RLE and as compressed RLE (the forms
+    ``LVIS.ann_to_rle`` reads), mixed within images, score as LVISEval scores them."""
+    gt, results = make_case(9)
+    sizes = {image["id"]: (image["height"], image["width"]) for image in gt["images"]}
+    for k, ann in enumerate(gt["annotations"]):
+        polygon = ann["segmentation"][0]
+        if k % 4 == 1:
+            ann["segmentation"] = _split_polygon(polygon)
+        elif k % 4 == 2:
+            size = sizes[ann["image_id"]]
+            mask = mask_utils.decode(mask_utils.frPyObjects([polygon], *size))[:, :, 0]
+            ann["segmentation"] = {"size": list(size), "counts": _uncompressed_counts(mask)}
+        elif k % 4 == 3:
+            rle = mask_utils.merge(mask_utils.frPyObjects([polygon], *sizes[ann["image_id"]]))
+            ann["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode()}
+    assert (
+        sum(len(a["segmentation"]) == 2 for a in gt["annotations"] if isinstance(a["segmentation"], list))
+        > 20
+    )
+    paths = write_case(tmp_path, gt, results)
+    _assert_same(evaluate_lvis(*paths, "segm"), evaluate_lvis(*paths, "segm", backend="lvis"))
+
+
+def test_ground_truth_masks_batched_per_image_are_one_conversion_per_annotation():
+    """Converting an image's polygons in one pycocotools call gives each annotation the string that its
+    own ``ann_to_rle`` gives, also for multi-polygon annotations and for what is not a polygon list."""
+    rng = np.random.default_rng(0)
+    height, width = 120, 90
+    segmentations, image_index = [], []
+    for image in range(6):
+        for k in range(7):
+            x, y = rng.uniform(0, 40, 2)
+            polygon = (
+                np.array([x, y, x + 30, y, x + 35, y + 20, x + 5, y + 40]) + rng.normal(0, 1, 8)
+            ).tolist()
+            form = (image + k) % 5
+            if form == 0:
+                segmentation = [polygon]
+            elif form == 1:
+                segmentation = [polygon, (np.array(polygon) + 20).tolist(), polygon[:6]]
+            elif form == 2:  # a triangle, the fewest numbers pycocotools reads as a polygon
+                segmentation = [polygon[:6]]
+            elif form == 3:
+                rle = mask_utils.merge(mask_utils.frPyObjects([polygon], height, width))
+                segmentation = {"size": [height, width], "counts": rle["counts"].decode()}
+            else:
+                segmentation = [polygon, polygon]
+            segmentations.append(segmentation)
+            image_index.append(image)
+    text, begin, end = gt_mask_strings(segmentations, np.array(image_index), np.full((6, 2), (height, width)))
+    for g, segmentation in enumerate(segmentations):
+        assert text[begin[g] : end[g]].tobytes() == mask_string(segmentation, height, width)[0], g
 
 
 def _resampled_case(gt: dict, results: list[dict], weight: np.ndarray) -> tuple[dict, list[dict]]:

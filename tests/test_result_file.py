@@ -59,3 +59,24 @@ def test_scanner_reads_what_json_reads(indent):
 )
 def test_scanner_leaves_other_layouts_to_the_json_library(text):
     assert scan_results(text.encode()) is None
+
+
+def test_numbers_the_compiled_parser_cannot_prove_are_rounded_as_python_rounds_them():
+    """Long mantissas, extreme exponents and an exact halfway case go through numpy, bit for bit json's."""
+    scores = ["0.30000000000000004441", "5e-324", "1.7976931348623157e308", "9007199254740993",
+              "2.2250738585072011e-308"]  # fmt: skip
+    text = ", ".join(
+        f'{{"image_id": {k}, "category_id": 1, "score": {s}, "bbox": [{s}, 0, 1, 1]}}'
+        for k, s in enumerate(scores)
+    )
+    data = f"[{text}]".encode()
+    scanned = scan_results(data)
+    assert scanned is not None
+    expected = [float(s) for s in scores]
+    assert scanned.score.tolist() == expected and scanned.bbox[:, 0].tolist() == expected
+
+
+@pytest.mark.parametrize("score", ["0.5.5", "0.1000000000000000055511151231257827"])  # not a number; too long
+def test_a_number_the_scanner_does_not_take_sends_the_file_to_the_json_library(score):
+    text = f'[{{"image_id": 1, "category_id": 2, "score": {score}, "bbox": [0, 0, 1, 1]}}]'
+    assert scan_results(text.encode()) is None

@@ -80,7 +80,7 @@ def _nearest(w, k):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def _parse(text, start, end):  # pragma: no cover
+def parse_number(text, start, end):  # pragma: no cover
     """(value, ok) of the JSON number text[start:end]."""
     i = start
     negative = False
@@ -150,7 +150,7 @@ def _parse_all(numbers, values, ok):  # pragma: no cover
         end = 0
         while end < len(row) and row[end] != 0:
             end += 1
-        values[r], ok[r] = _parse(row, 0, end)
+        values[r], ok[r] = parse_number(row, 0, end)
 
 
 def parse_numbers(numbers: np.ndarray) -> np.ndarray:

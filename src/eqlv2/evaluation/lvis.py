@@ -15,6 +15,7 @@ without ground truth (recall -1).  AR keys name the detection limit used (``AR@3
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from eqlv2.evaluation.lvis_inputs import (
     load_detections,
     load_ground_truth,
     read_json,
+    read_results,
 )
 from eqlv2.evaluation.lvis_matching import Matches, match
 from eqlv2.evaluation.lvis_scoring import (
@@ -130,9 +132,18 @@ def evaluate_lvis(
 def match_lvis(
     ann_file: str | Path, results_file: str | Path, iou_type: str, max_dets: int = 300
 ) -> tuple[GroundTruth, Matches]:
-    """Read and match once: what every evaluation of these files, resampled or not, starts from."""
-    gt = load_ground_truth(ann_file, iou_type)
-    return gt, match(gt, load_detections(results_file, gt, iou_type, max_dets), iou_type)
+    """Read and match once: what every evaluation of these files, resampled or not, starts from.
+
+    The result file is read in a second thread while this one reads the ground truth: its scanner is
+    compiled code that releases the GIL, and the ground truth's side is Python and pycocotools (the
+    annotations' polygons to RLE), so on two cores the two reads cost about the longer of them.  An
+    error in the annotation file is the one reported when both files are bad.
+    """
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        results = reader.submit(read_results, Path(results_file))
+        gt = load_ground_truth(ann_file, iou_type)
+        detections = load_detections(results_file, gt, iou_type, max_dets, results.result())
+    return gt, match(gt, detections, iou_type)
 
 
 def _evaluate_fast(ann_file, results_file, iou_type, max_dets, bootstrap, seed, per_class) -> dict:

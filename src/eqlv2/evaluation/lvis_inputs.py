@@ -1,6 +1,6 @@
 """Reading an LVIS annotation file and a COCO-style result file into arrays, as ``LVISEval`` selects them.
 
-The fast evaluator (:mod:`eqlv2.evaluation.lvis_fast`) must see exactly the annotations and detections the
+The fast evaluator (:mod:`eqlv2.evaluation.lvis`) must see exactly the annotations and detections the
 ``lvis`` package's ``LVISEval`` sees, in the same order, because order decides ties.  What the package
 does before matching, and what this module reproduces:
 
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import orjson
 from pycocotools import mask as mask_utils
@@ -45,6 +46,7 @@ from eqlv2.evaluation.result_file import (
 )
 
 FREQUENCIES = ("r", "c", "f")
+_TABLE_LIMIT = 1 << 23  # ids below this are looked up in a table (64 MiB at most)
 
 
 def read_json(path: str | Path, what: str) -> Any:
@@ -94,7 +96,10 @@ class GroundTruth:
     ann_ignore: np.ndarray  # (G,) bool
     ann_id_nonzero: np.ndarray  # (G,) bool: LVISEval records a match as the gt id, so id 0 never matches
     ann_bbox: np.ndarray  # (G, 4) float64 x, y, w, h (bbox evaluation)
-    ann_segmentation: list  # (G,) as in the file (segm evaluation)
+    # segm evaluation: annotation g's mask as a compressed RLE string, ann_mask_text[begin[g]:end[g]]
+    ann_mask_text: np.ndarray | None = None  # uint8
+    ann_mask_begin: np.ndarray | None = None  # (G,)
+    ann_mask_end: np.ndarray | None = None  # (G,)
 
     @property
     def num_categories(self) -> int:
@@ -118,18 +123,40 @@ def _unique_sorted_ids(values: list, path: Path, what: str) -> np.ndarray:
 
 
 def _index_of(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of ``ids`` in ``sorted_ids`` and whether each was found."""
-    index = np.searchsorted(sorted_ids, ids)
-    index = np.minimum(index, max(len(sorted_ids) - 1, 0))
-    found = sorted_ids[index] == ids if len(sorted_ids) else np.zeros(len(ids), bool)
-    return index, found
+    """Positions of ``ids`` in ``sorted_ids`` and whether each was found (elsewhere the position is 0).
+
+    Ids up to a few million (LVIS's image ids reach 581,929) are looked up in a table, a few times faster
+    than a binary search per detection; larger ones are searched.
+    """
+    if not len(sorted_ids):
+        return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+    low, high = int(sorted_ids[0]), int(sorted_ids[-1])
+    if low >= 0 and high < _TABLE_LIMIT:
+        table = np.full(high + 2, -1, np.int64)  # the last entry stands for every id out of range
+        table[sorted_ids] = np.arange(len(sorted_ids))
+        index = table[np.where((ids >= 0) & (ids <= high), ids, high + 1)]
+    else:
+        index = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+        index[sorted_ids[index] != ids] = -1
+    found = index >= 0
+    return np.maximum(index, 0), found
 
 
-def _image_category_keys(image_index: int, category_ids: list, categories: np.ndarray) -> list[int]:
-    if not category_ids:
-        return []
-    index, found = _index_of(categories, np.asarray(category_ids, dtype=np.int64))
-    return (image_index * len(categories) + index[found]).tolist()
+def _id_list(image: dict, key: str, path: Path) -> list:
+    ids = _field(image, key, path, "image")
+    if type(ids) is not list:
+        raise ValueError(f"{path}: image {image.get('id', '?')} has '{key}' {ids!r}, not a list of ids")
+    return ids
+
+
+def _image_category_keys(image_index: np.ndarray, lists: list[list], categories: np.ndarray) -> np.ndarray:
+    """Sorted unique ``image * K + category`` keys of each image's category list (ids not in the file's
+    categories left out, as ``LVISEval`` never meets them)."""
+    lengths = np.fromiter(map(len, lists), np.int64, len(lists))
+    flat = np.fromiter((c for ids in lists for c in ids), np.int64, int(lengths.sum()))
+    index, found = _index_of(categories, flat)
+    keys = np.repeat(image_index, lengths) * len(categories) + index
+    return np.unique(keys[found])
 
 
 def load_ground_truth(path: str | Path, iou_type: str) -> GroundTruth:
@@ -164,16 +191,18 @@ def load_ground_truth(path: str | Path, iou_type: str) -> GroundTruth:
         frequency[np.searchsorted(category_ids, cat["id"])] = FREQUENCIES.index(letter)
 
     image_sizes = np.zeros((len(image_ids), 2), np.int64)
-    neg_keys: list[int] = []
-    not_exhaustive_keys: list[int] = []
-    for image in images:
-        index = int(np.searchsorted(image_ids, image["id"]))
-        image_sizes[index] = (_field(image, "height", path, "image"), _field(image, "width", path, "image"))
-        neg_keys += _image_category_keys(
-            index, _field(image, "neg_category_ids", path, "image"), category_ids
-        )
-        not_exhaustive = _field(image, "not_exhaustive_category_ids", path, "image")
-        not_exhaustive_keys += _image_category_keys(index, not_exhaustive, category_ids)
+    image_position = _index_of(image_ids, np.array([image["id"] for image in images], np.int64))[0]
+    image_sizes[image_position] = [
+        (_field(image, "height", path, "image"), _field(image, "width", path, "image")) for image in images
+    ]
+    neg_keys = _image_category_keys(
+        image_position, [_field(i, "neg_category_ids", path, "image") for i in images], category_ids
+    )
+    not_exhaustive_keys = _image_category_keys(
+        image_position,
+        [_field(i, "not_exhaustive_category_ids", path, "image") for i in images],
+        category_ids,
+    )
 
     # LVIS indexes annotations by id, so a repeated id would hide an annotation: refuse it.
     _unique_sorted_ids([_field(a, "id", path, "annotation") for a in annotations], path, "annotation")
@@ -196,6 +225,9 @@ def load_ground_truth(path: str | Path, iou_type: str) -> GroundTruth:
     region = "segmentation" if iou_type == "segm" else "bbox"
     regions = [_field(a, region, path, "annotation") for a in kept_anns]
     bbox = np.array(regions, np.float64).reshape(-1, 4) if region == "bbox" else np.zeros((len(order), 4))
+    masks = (None, None, None)
+    if region == "segmentation":
+        masks = gt_mask_strings(regions, image_index[order], image_sizes)
     return GroundTruth(
         path=path,
         image_ids=image_ids,
@@ -204,15 +236,17 @@ def load_ground_truth(path: str | Path, iou_type: str) -> GroundTruth:
         frequency=frequency,
         category_names=names,
         category_counts=counts,
-        neg_keys=np.unique(np.asarray(neg_keys, np.int64)),
-        not_exhaustive_keys=np.unique(np.asarray(not_exhaustive_keys, np.int64)),
+        neg_keys=neg_keys,
+        not_exhaustive_keys=not_exhaustive_keys,
         ann_image=image_index[order],
         ann_category=category_index[order],
         ann_area=area[order],
         ann_ignore=np.array([bool(a.get("ignore", 0)) for a in kept_anns], bool),
         ann_id_nonzero=np.array([a["id"] != 0 for a in kept_anns], bool),
         ann_bbox=bbox,
-        ann_segmentation=regions if region == "segmentation" else [],
+        ann_mask_text=masks[0],
+        ann_mask_begin=masks[1],
+        ann_mask_end=masks[2],
     )
 
 
@@ -245,17 +279,38 @@ def _check_finite(values: np.ndarray, path: Path, results: Results, index: np.nd
         )
 
 
-def _cap_per_image(image: np.ndarray, score: np.ndarray, max_dets: int) -> np.ndarray:
-    """Indices of the detections ``limit_dets_per_image`` keeps, in the order of its output list."""
-    _, first_seen, group = np.unique(image, return_index=True, return_inverse=True)
-    group_rank = np.argsort(np.argsort(first_seen, kind="stable"), kind="stable")[group]
-    counts = np.bincount(group)
-    crowded = counts[group] > max_dets
-    # Images over the cap are sorted by descending score (stable); the others keep file order.
-    order = np.lexsort((np.arange(len(image)), np.where(crowded, -score, 0.0), group_rank))
-    starts = np.concatenate([[0], np.cumsum(np.bincount(group_rank))[:-1]])
-    rank_in_image = np.arange(len(order)) - starts[group_rank[order]]
-    return order[rank_in_image < max_dets]
+@numba.njit(cache=True, nogil=True)
+def _cap_per_image(image, score, num_images, max_dets):  # pragma: no cover
+    """Indices of the detections ``limit_dets_per_image`` keeps, in the order of its output list.
+
+    Images in the order they first appear in the file, each image's detections in file order, except
+    that an image over the cap keeps its ``max_dets`` best by a stable sort on descending score.
+    ``image``: each detection's image index (0 .. num_images - 1).
+    """
+    rank = np.full(num_images, -1, np.int64)  # order of first appearance
+    count = np.zeros(num_images + 1, np.int64)  # detections of each rank, shifted by one
+    ranks = 0
+    for d in range(len(image)):
+        if rank[image[d]] < 0:
+            rank[image[d]] = ranks
+            ranks += 1
+        count[rank[image[d]] + 1] += 1
+    start = np.cumsum(count[: ranks + 1])
+    fill = start[:-1].copy()
+    grouped = np.empty(len(image), np.int64)  # detections by rank, file order within an image
+    for d in range(len(image)):
+        r = rank[image[d]]
+        grouped[fill[r]] = d
+        fill[r] += 1
+    kept = np.empty(len(image), np.int64)
+    n = 0
+    for r in range(ranks):
+        members = grouped[start[r] : start[r + 1]]
+        if len(members) > max_dets:
+            members = members[np.argsort(-score[members], kind="mergesort")[:max_dets]]
+        kept[n : n + len(members)] = members
+        n += len(members)
+    return kept[:n]
 
 
 def mask_rle(segmentation: Any, height: int, width: int) -> dict:
@@ -274,6 +329,52 @@ def mask_string(segmentation: Any, height: int, width: int) -> tuple[bytes, list
     rle = mask_rle(segmentation, height, width)
     counts = rle["counts"]
     return (counts.encode() if isinstance(counts, str) else counts), rle.get("size")
+
+
+def _is_polygon_list(segmentation: Any) -> bool:
+    """Polygons that ``frPyObjects`` reads as polygons whether given alone or among other annotations'
+    (it decides by the first item's length: 4 numbers would make the whole list boxes)."""
+    return (
+        type(segmentation) is list
+        and len(segmentation) > 0
+        and all(type(polygon) is list and len(polygon) > 4 for polygon in segmentation)
+    )
+
+
+def gt_mask_strings(
+    segmentations: list, image_index: np.ndarray, image_sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every annotation's mask as the compressed RLE string ``LVIS.ann_to_rle`` gives, in one buffer.
+
+    Annotations come grouped by image (``image_index`` non-decreasing).  The polygons of one image go to
+    pycocotools in one ``frPyObjects`` call, a single-polygon annotation keeps its RLE as it is (``merge``
+    of one RLE copies it), a multi-polygon one merges its own: the same strings as one
+    :func:`mask_string` call per annotation, with a Python call per image instead of two per annotation.
+    Returns (text, begin, end): annotation g's string is ``text[begin[g]:end[g]]``.
+    """
+    strings: list[bytes] = [b""] * len(segmentations)
+    boundaries = np.flatnonzero(np.diff(image_index)) + 1
+    for group in np.split(np.arange(len(segmentations)), boundaries):
+        if not group.size:
+            continue
+        height, width = (int(v) for v in image_sizes[image_index[group[0]]])
+        batched = [int(g) for g in group if _is_polygon_list(segmentations[g])]
+        for g in group:
+            if not _is_polygon_list(segmentations[g]):
+                strings[g] = mask_string(segmentations[g], height, width)[0]
+        if not batched:
+            continue
+        polygons = [polygon for g in batched for polygon in segmentations[g]]
+        rles = mask_utils.frPyObjects(polygons, height, width)
+        start = 0
+        for g in batched:
+            count = len(segmentations[g])
+            own = rles[start : start + count]
+            strings[g] = (own[0] if count == 1 else mask_utils.merge(own))["counts"]
+            start += count
+    lengths = np.fromiter(map(len, strings), np.int64, len(strings))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return np.frombuffer(b"".join(strings), np.uint8), offsets[:-1], offsets[1:]
 
 
 def read_results(path: Path) -> Results:
@@ -331,10 +432,16 @@ def _masks(results: Results, index: np.ndarray, image: np.ndarray, gt: GroundTru
     return text, begin, end, results.mask_escaped and not results.polygons
 
 
-def load_detections(path: str | Path, gt: GroundTruth, iou_type: str, max_dets: int) -> Detections:
-    """Read a COCO-style result file and select what ``LVISEval`` would match, in its order."""
+def load_detections(
+    path: str | Path, gt: GroundTruth, iou_type: str, max_dets: int, results: Results | None = None
+) -> Detections:
+    """Read a COCO-style result file and select what ``LVISEval`` would match, in its order.
+
+    ``results``: the file already read by :func:`read_results` (which ``match_lvis`` does while the
+    ground truth is read).
+    """
     path = Path(path)
-    results = read_results(path)
+    results = read_results(path) if results is None else results
     every = np.arange(len(results.score))
     if not every.size:
         raise ValueError(f"{path}: holds no detections; LVIS evaluation needs at least one")
@@ -363,7 +470,7 @@ def load_detections(path: str | Path, gt: GroundTruth, iou_type: str, max_dets: 
             f"of {gt.path} (a category-id mapping bug?)"
         )
 
-    kept = _cap_per_image(image_index, results.score, max_dets)
+    kept = _cap_per_image(image_index, results.score, len(gt.image_ids), max_dets)
     masked = np.flatnonzero((results.fields & SEGMENTATION) > 0)
     masked = masked[[int(i) not in results.polygons for i in masked]] if results.polygons else masked
     wrong = np.flatnonzero((results.mask_size[masked] != gt.image_sizes[image_index[masked]]).any(axis=1))

@@ -28,7 +28,7 @@ import numba
 import numpy as np
 
 from eqlv2.evaluation import rle
-from eqlv2.evaluation.lvis_inputs import Detections, GroundTruth, mask_string
+from eqlv2.evaluation.lvis_inputs import Detections, GroundTruth
 
 # LVISEval.Params, computed the same way so that comparisons see the same float64 values.
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
@@ -85,16 +85,19 @@ def _box_ious(dt_box, gt_box, dt_start, dt_end, gt_start, gt_end, iou_start, iou
                 ious[out] = inter / (da + ga - inter)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _greedy_match(
     dt_start, dt_end, gt_start, gt_end, iou_start, ious,
     gt_area, gt_ignore, gt_id_nonzero, dt_area, dt_not_exhaustive, area_ranges, iou_thresholds,
 ):  # pragma: no cover  # fmt: skip
-    """``evaluate_img`` for every pair and area range: tp/fp flags of each detection (pair order)."""
+    """``evaluate_img`` for every pair and area range: tp/fp flags of each detection (pair order).
+
+    Pairs are independent and each writes only its own detections' flags: both cores.
+    """
     num_areas, num_thrs, num_dts = len(area_ranges), len(iou_thresholds), len(dt_area)
     tp = np.zeros((num_areas, num_thrs, num_dts), np.bool_)
     fp = np.zeros((num_areas, num_thrs, num_dts), np.bool_)
-    for p in range(len(dt_start)):
+    for p in numba.prange(len(dt_start)):
         nd = dt_end[p] - dt_start[p]
         ng = gt_end[p] - gt_start[p]
         if nd == 0:
@@ -156,20 +159,10 @@ def _pairs(dt_keys: np.ndarray, gt_keys: np.ndarray) -> tuple[np.ndarray, ...]:
 def _mask_ious(dts: Detections, dt_order, gt: GroundTruth, gt_order, ranges, iou_start, total) -> np.ndarray:
     """Mask IoU for every pair holding both, in the buffer layout of ``_box_ious`` (pycocotools' values)."""
     dt_start, dt_end, gt_start, gt_end = ranges
-    # Only annotations of pairs with detections need a mask.
-    with_dts = np.repeat(dt_end > dt_start, gt_end - gt_start)
-    sizes = gt.image_sizes[gt.ann_image[gt_order]].tolist()
-    gt_strings = [
-        mask_string(gt.ann_segmentation[i], *size)[0] if needed else b""
-        for i, size, needed in zip(gt_order.tolist(), sizes, with_dts.tolist(), strict=True)
-    ]
-    gt_lengths = np.fromiter(map(len, gt_strings), np.int64, len(gt_strings))
-    gt_text = np.frombuffer(b"".join(gt_strings), np.uint8)
-    gt_text_start = np.concatenate([[0], np.cumsum(gt_lengths)]).astype(np.int64)
     ious = np.zeros(total, np.float64)
     rle.pair_ious(
         dts.mask_text, dts.mask_begin, dts.mask_end, dts.mask_escaped, dt_order.astype(np.int64),
-        gt_text, gt_text_start[:-1], gt_text_start[1:],
+        gt.ann_mask_text, gt.ann_mask_begin[gt_order], gt.ann_mask_end[gt_order],
         dt_start, dt_end, gt_start, gt_end, iou_start, ious,
     )  # fmt: skip
     return ious

@@ -51,16 +51,17 @@ def _precision_at_recall(tp_row, fp_row, start, end, num_gt, recall_thresholds, 
         out[r] = pr[i] if i < n else 0.0
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _accumulate(tp, fp, category_start, num_gt, recall_thresholds):  # pragma: no cover
+    """Categories are independent and write their own slices: both cores."""
     num_areas, num_thrs = tp.shape[0], tp.shape[1]
     num_cats = len(category_start) - 1
     precision = -np.ones((num_thrs, len(recall_thresholds), num_cats, num_areas))
     recall = -np.ones((num_thrs, num_cats, num_areas))
-    pr = np.empty(tp.shape[2] + 1)
-    out = np.empty(len(recall_thresholds))
-    for k in range(num_cats):
+    for k in numba.prange(num_cats):
         start, end = category_start[k], category_start[k + 1]
+        pr = np.empty(end - start + 1)
+        out = np.empty(len(recall_thresholds))
         for a in range(num_areas):
             if num_gt[a, k] == 0:
                 continue
@@ -97,26 +98,65 @@ def _mean_valid(values: np.ndarray) -> float:
     return float(np.mean(valid)) if valid.size else -1.0
 
 
+@numba.njit(cache=True, nogil=True)
+def _gather_valid_precision(precision, thresholds, categories, area, out):  # pragma: no cover
+    """The entries > -1 of ``precision[thresholds][:, :, categories, area]`` into ``out``, in numpy's
+    order (threshold, recall point, category), without the copies numpy's indexing makes; their number."""
+    n = 0
+    for t in thresholds:
+        for r in range(precision.shape[1]):
+            for k in categories:
+                value = precision[t, r, k, area]
+                if value > -1:
+                    out[n] = value
+                    n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_valid_recall(recall, categories, area, out):  # pragma: no cover
+    n = 0
+    for t in range(recall.shape[0]):
+        for k in categories:
+            if recall[t, k, area] > -1:
+                out[n] = recall[t, k, area]
+                n += 1
+    return n
+
+
 def summarize(
     precision: np.ndarray, recall: np.ndarray, groups: list[np.ndarray], max_dets: int
 ) -> dict[str, float]:
     """``LVISEval.summarize`` plus the original fork's ARr/ARc/ARf, keys as in ``metric_keys``."""
     area = {label: AREA_LABELS.index(label) for label in AREA_LABELS}
+    every_threshold = np.arange(precision.shape[0])
+    every_category = np.arange(precision.shape[2])
+    buffer = np.empty(precision.shape[0] * precision.shape[1] * precision.shape[2])
+
+    # The mean as numpy takes it (pairwise, over the same values in the same order): the same bits.
+    def ap(thresholds=every_threshold, categories=every_category, area_label="all"):
+        n = _gather_valid_precision(precision, thresholds, categories, area[area_label], buffer)
+        return float(np.mean(buffer[:n])) if n else -1.0
+
+    def ar(categories=every_category, area_label="all"):
+        n = _gather_valid_recall(recall, categories, area[area_label], buffer)
+        return float(np.mean(buffer[:n])) if n else -1.0
+
     metrics = {
-        "AP": _mean_valid(precision[:, :, :, [area["all"]]]),
-        "AP50": _mean_valid(precision[np.where(IOU_THRESHOLDS == 0.50)[0]][:, :, :, [area["all"]]]),
-        "AP75": _mean_valid(precision[np.where(IOU_THRESHOLDS == 0.75)[0]][:, :, :, [area["all"]]]),
-        "APs": _mean_valid(precision[:, :, :, [area["small"]]]),
-        "APm": _mean_valid(precision[:, :, :, [area["medium"]]]),
-        "APl": _mean_valid(precision[:, :, :, [area["large"]]]),
+        "AP": ap(),
+        "AP50": ap(thresholds=np.flatnonzero(IOU_THRESHOLDS == 0.50)),
+        "AP75": ap(thresholds=np.flatnonzero(IOU_THRESHOLDS == 0.75)),
+        "APs": ap(area_label="small"),
+        "APm": ap(area_label="medium"),
+        "APl": ap(area_label="large"),
     }
     for letter, group in zip("rcf", groups, strict=True):
-        metrics[f"AP{letter}"] = _mean_valid(precision[:, :, group, area["all"]])
-    metrics[f"AR@{max_dets}"] = _mean_valid(recall[:, :, [area["all"]]])
+        metrics[f"AP{letter}"] = ap(categories=group)
+    metrics[f"AR@{max_dets}"] = ar()
     for label in ("small", "medium", "large"):
-        metrics[f"AR{label[0]}@{max_dets}"] = _mean_valid(recall[:, :, [area[label]]])
+        metrics[f"AR{label[0]}@{max_dets}"] = ar(area_label=label)
     for letter, group in zip("rcf", groups, strict=True):
-        metrics[f"AR{letter}@{max_dets}"] = _mean_valid(recall[:, group, area["all"]])
+        metrics[f"AR{letter}@{max_dets}"] = ar(categories=group)
     return metrics
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from eqlv2.evaluation.float_text import parse_numbers
+from eqlv2.evaluation.float_text import parse_number
 
 NUMBER_WIDTH = 32  # bytes kept of a number's text; a longer number sends the file to the JSON library
 
@@ -147,11 +147,17 @@ def _integer(buf, start, end):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def _keep_number(buf, start, end, numbers, row, column):  # pragma: no cover
-    if end - start > numbers.shape[2] or end == start:
+def _number(buf, start, end, values, undecided, row, column):  # pragma: no cover
+    """Convert the number ``buf[start:end]`` into ``values[row, column]``; one the compiled parser cannot
+    prove is marked in ``undecided`` (its start offset, for numpy's conversion).  False: no number here,
+    or one longer than NUMBER_WIDTH (for the JSON library)."""
+    if end - start > NUMBER_WIDTH or end == start:
         return False
-    for k in range(end - start):
-        numbers[row, column, k] = buf[start + k]
+    value, ok = parse_number(buf, start, end)
+    if ok:
+        values[row, column] = value
+    else:
+        undecided[row, column] = start
     return True
 
 
@@ -180,151 +186,154 @@ def _scan(buf, capacity, k_image, k_category, k_score, k_bbox, k_segm, k_size, k
     """Scan a result list; (count, ok) plus the arrays.  ok False: leave the file to the JSON library."""
     ints = np.zeros((capacity, 4), np.int64)  # image_id, category_id, height, width
     fields = np.zeros(capacity, np.int64)
-    numbers = np.zeros((capacity, 5, 32), np.uint8)  # score, x, y, w, h as text
+    values = np.full((capacity, 5), np.nan)  # score, x, y, w, h (NaN: absent)
+    undecided = np.full((capacity, 5), -1, np.int64)  # where a number left to numpy starts
     mask_begin = np.zeros(capacity, np.int64)
     mask_end = np.zeros(capacity, np.int64)
     n = 0
     i = _ws(buf, 0)
     if i >= len(buf) or buf[i] != 91:
-        return 0, False, ints, fields, numbers, mask_begin, mask_end
+        return 0, False, ints, fields, values, undecided, mask_begin, mask_end
     i = _ws(buf, i + 1)
     if i < len(buf) and buf[i] == 93:
-        return 0, _ws(buf, i + 1) == len(buf), ints, fields, numbers, mask_begin, mask_end
+        return 0, _ws(buf, i + 1) == len(buf), ints, fields, values, undecided, mask_begin, mask_end
     while True:
         if n >= capacity or i >= len(buf) or buf[i] != 123:
-            return n, False, ints, fields, numbers, mask_begin, mask_end
+            return n, False, ints, fields, values, undecided, mask_begin, mask_end
         i = _ws(buf, i + 1)
         while i < len(buf) and buf[i] != 125:
             if buf[i] != 34:
-                return n, False, ints, fields, numbers, mask_begin, mask_end
+                return n, False, ints, fields, values, undecided, mask_begin, mask_end
             key_end = _string_end(buf, i)
             if key_end < 0:
-                return n, False, ints, fields, numbers, mask_begin, mask_end
+                return n, False, ints, fields, values, undecided, mask_begin, mask_end
             k0, k1 = i + 1, key_end - 1
             for k in range(k0, k1):
                 if buf[k] == 92:  # an escaped key: for the JSON library
-                    return n, False, ints, fields, numbers, mask_begin, mask_end
+                    return n, False, ints, fields, values, undecided, mask_begin, mask_end
             i = _ws(buf, key_end)
             if i >= len(buf) or buf[i] != 58:
-                return n, False, ints, fields, numbers, mask_begin, mask_end
+                return n, False, ints, fields, values, undecided, mask_begin, mask_end
             i = _ws(buf, i + 1)
             if _key_is(buf, k0, k1, k_image) or _key_is(buf, k0, k1, k_category):
                 column = 0 if _key_is(buf, k0, k1, k_image) else 1
                 end = _number_end(buf, i)
                 value, ok = _integer(buf, i, end)
                 if not ok:
-                    return n, False, ints, fields, numbers, mask_begin, mask_end
+                    return n, False, ints, fields, values, undecided, mask_begin, mask_end
                 ints[n, column] = value
                 fields[n] |= 1 << column
                 i = end
             elif _key_is(buf, k0, k1, k_score):
                 end = _number_end(buf, i)
-                if not _keep_number(buf, i, end, numbers, n, 0):
-                    return n, False, ints, fields, numbers, mask_begin, mask_end
+                if not _number(buf, i, end, values, undecided, n, 0):
+                    return n, False, ints, fields, values, undecided, mask_begin, mask_end
                 fields[n] |= 4
                 i = end
             elif _key_is(buf, k0, k1, k_bbox):
                 if buf[i] != 91:
-                    return n, False, ints, fields, numbers, mask_begin, mask_end
+                    return n, False, ints, fields, values, undecided, mask_begin, mask_end
                 i += 1
                 for column in range(1, 5):
                     i = _ws(buf, i)
                     end = _number_end(buf, i)
-                    if not _keep_number(buf, i, end, numbers, n, column):
-                        return n, False, ints, fields, numbers, mask_begin, mask_end
+                    if not _number(buf, i, end, values, undecided, n, column):
+                        return n, False, ints, fields, values, undecided, mask_begin, mask_end
                     i = _ws(buf, end)
                     if i >= len(buf) or buf[i] != (44 if column < 4 else 93):
-                        return n, False, ints, fields, numbers, mask_begin, mask_end
+                        return n, False, ints, fields, values, undecided, mask_begin, mask_end
                     i += 1
                 fields[n] |= 8
             elif _key_is(buf, k0, k1, k_segm):
                 if buf[i] != 123:  # polygons: for the JSON library
-                    return n, False, ints, fields, numbers, mask_begin, mask_end
+                    return n, False, ints, fields, values, undecided, mask_begin, mask_end
                 i = _ws(buf, i + 1)
                 got = 0
                 while i < len(buf) and buf[i] != 125:
                     if buf[i] != 34:
-                        return n, False, ints, fields, numbers, mask_begin, mask_end
+                        return n, False, ints, fields, values, undecided, mask_begin, mask_end
                     key_end = _string_end(buf, i)
                     if key_end < 0:
-                        return n, False, ints, fields, numbers, mask_begin, mask_end
+                        return n, False, ints, fields, values, undecided, mask_begin, mask_end
                     s0, s1 = i + 1, key_end - 1
                     i = _ws(buf, key_end)
                     if i >= len(buf) or buf[i] != 58:
-                        return n, False, ints, fields, numbers, mask_begin, mask_end
+                        return n, False, ints, fields, values, undecided, mask_begin, mask_end
                     i = _ws(buf, i + 1)
                     if _key_is(buf, s0, s1, k_size):
                         if buf[i] != 91:
-                            return n, False, ints, fields, numbers, mask_begin, mask_end
+                            return n, False, ints, fields, values, undecided, mask_begin, mask_end
                         i += 1
                         for column in range(2, 4):
                             i = _ws(buf, i)
                             end = _number_end(buf, i)
                             value, ok = _integer(buf, i, end)
                             if not ok:
-                                return n, False, ints, fields, numbers, mask_begin, mask_end
+                                return n, False, ints, fields, values, undecided, mask_begin, mask_end
                             ints[n, column] = value
                             i = _ws(buf, end)
                             if i >= len(buf) or buf[i] != (44 if column < 3 else 93):
-                                return n, False, ints, fields, numbers, mask_begin, mask_end
+                                return n, False, ints, fields, values, undecided, mask_begin, mask_end
                             i += 1
                         got |= 1
                     elif _key_is(buf, s0, s1, k_counts):
                         if buf[i] != 34:  # uncompressed RLE: for the JSON library
-                            return n, False, ints, fields, numbers, mask_begin, mask_end
+                            return n, False, ints, fields, values, undecided, mask_begin, mask_end
                         end = _rle_string_end(buf, i)
                         if end < 0:
-                            return n, False, ints, fields, numbers, mask_begin, mask_end
+                            return n, False, ints, fields, values, undecided, mask_begin, mask_end
                         mask_begin[n], mask_end[n] = i + 1, end - 1  # kept in the file's buffer, escaped
                         i = end
                         got |= 2
                     else:
                         i = _skip_value(buf, i)
                         if i < 0:
-                            return n, False, ints, fields, numbers, mask_begin, mask_end
+                            return n, False, ints, fields, values, undecided, mask_begin, mask_end
                     i = _ws(buf, i)
                     if i < len(buf) and buf[i] == 44:
                         i = _ws(buf, i + 1)
                 if got != 3 or i >= len(buf):
-                    return n, False, ints, fields, numbers, mask_begin, mask_end
+                    return n, False, ints, fields, values, undecided, mask_begin, mask_end
                 i += 1
                 fields[n] |= 16
             else:
                 i = _skip_value(buf, i)
                 if i < 0:
-                    return n, False, ints, fields, numbers, mask_begin, mask_end
+                    return n, False, ints, fields, values, undecided, mask_begin, mask_end
             i = _ws(buf, i)
             if i < len(buf) and buf[i] == 44:
                 i = _ws(buf, i + 1)
             elif i < len(buf) and buf[i] != 125:
-                return n, False, ints, fields, numbers, mask_begin, mask_end
+                return n, False, ints, fields, values, undecided, mask_begin, mask_end
         if i >= len(buf):
-            return n, False, ints, fields, numbers, mask_begin, mask_end
+            return n, False, ints, fields, values, undecided, mask_begin, mask_end
         n += 1
         i = _ws(buf, i + 1)
         if i < len(buf) and buf[i] == 44:
             i = _ws(buf, i + 1)
             continue
         if i < len(buf) and buf[i] == 93:
-            return n, _ws(buf, i + 1) == len(buf), ints, fields, numbers, mask_begin, mask_end
-        return n, False, ints, fields, numbers, mask_begin, mask_end
+            return n, _ws(buf, i + 1) == len(buf), ints, fields, values, undecided, mask_begin, mask_end
+        return n, False, ints, fields, values, undecided, mask_begin, mask_end
 
 
 def scan_results(data: bytes) -> Results | None:
     """The detections of a result file read by the scanner, or None where it leaves the file alone."""
     buf = np.frombuffer(data, np.uint8)
     capacity = data.count(b"{") + 1
-    n, ok, ints, fields, numbers, mask_begin, mask_end = _scan(buf, capacity, *_KEYS, _SIZE, _COUNTS)
+    n, ok, ints, fields, values, undecided, mask_begin, mask_end = _scan(
+        buf, capacity, *_KEYS, _SIZE, _COUNTS
+    )
     if not ok:
         return None
-    numbers = numbers[:n]
-    missing = numbers[:, :, 0] == 0
-    numbers[missing, 0] = ord("0")
-    try:
-        values = parse_numbers(numbers)
-    except ValueError:  # not a number after all
-        return None
-    values[missing] = np.nan
+    values = values[:n]
+    for row, column in zip(*np.nonzero(undecided[:n] >= 0), strict=True):
+        start = int(undecided[row, column])
+        text = data[start : _number_end(buf, start)]
+        try:  # numpy's string cast rounds as Python's float does
+            values[row, column] = np.array([text]).astype(np.float64)[0]
+        except ValueError:  # not a number after all
+            return None
     fields = fields[:n]
     size = np.where((fields & SEGMENTATION)[:, None] > 0, ints[:n, 2:4], -1)
     return Results(

@@ -18,67 +18,60 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode(text, text_begin, text_end, escaped, counts_start, counts):  # pragma: no cover
-    """Decode the RLE strings ``text[text_begin[i]:text_end[i]]`` into ``counts`` (int64 runs).
+def _decode(text, text_begin, text_end, escaped, which, counts, start):  # pragma: no cover
+    """Decode the RLE strings ``text[text_begin[r]:text_end[r]]`` of ``r`` in ``which``, one after the
+    other, into ``counts`` (int64 runs): string ``which[i]``'s runs are ``counts[start[i]:start[i + 1]]``.
 
-    ``escaped``: the strings are as JSON wrote them, each backslash (a valid RLE byte) written twice.
+    ``counts`` must hold the strings' total length: a run takes at least one byte, so no counting pass
+    over the text is needed first.  ``escaped``: the strings are as JSON wrote them, each backslash (a
+    valid RLE byte) written twice.
     """
-    for r in range(len(text_begin)):
+    m = 0
+    start[0] = 0
+    for i in range(len(which)):
+        r = which[i]
         p, end = text_begin[r], text_end[r]
-        m = counts_start[r]
         first = m
         while p < end:
             x = 0
-            k = 0
-            more = True
-            while more:
-                if escaped and text[p] == 92:
+            shift = 0
+            while True:
+                c = np.int64(text[p])
+                if c == 92 and escaped:
                     p += 1
-                c = text[p] - 48
-                x |= (c & 0x1F) << (5 * k)
-                more = (c & 0x20) != 0
+                c -= 48
+                x |= (c & 0x1F) << shift
                 p += 1
-                k += 1
-                if not more and (c & 0x10) != 0:
-                    x |= -1 << (5 * k)
+                shift += 5
+                if (c & 0x20) == 0:
+                    if (c & 0x10) != 0:
+                        x |= -1 << shift
+                    break
             if m - first > 2:
                 x += counts[m - 2]
             counts[m] = x
             m += 1
+        start[i + 1] = m
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_runs(text, text_begin, text_end, escaped, out):  # pragma: no cover
-    """Number of runs in each string: one per byte without the continuation bit."""
-    for r in range(len(text_begin)):
-        n = 0
-        p = text_begin[r]
-        while p < text_end[r]:
-            if escaped and text[p] == 92:
-                p += 1
-            if ((text[p] - 48) & 0x20) == 0:
-                n += 1
-            p += 1
-        out[r] = n
-
-
-def decode(strings: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """Run lengths of compressed RLE strings: ``counts[start[i]:start[i + 1]]`` is mask ``i``'s."""
-    lengths = np.fromiter(map(len, strings), np.int64, len(strings))
-    text_start = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    return decode_text(np.frombuffer(b"".join(strings), np.uint8), text_start[:-1], text_start[1:], False)
+def _text_length(text_begin, text_end, which):  # pragma: no cover
+    total = 0
+    for r in which:
+        total += text_end[r] - text_begin[r]
+    return total
 
 
 def decode_text(
     text: np.ndarray, begin: np.ndarray, end: np.ndarray, escaped: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``decode`` of the strings ``text[begin[i]:end[i]]`` of a byte buffer (uint8), JSON-escaped or not."""
-    runs = np.empty(len(begin), np.int64)
-    _count_runs(text, begin, end, escaped, runs)
-    counts_start = np.concatenate([[0], np.cumsum(runs)]).astype(np.int64)
-    counts = np.empty(int(counts_start[-1]), np.int64)
-    _decode(text, begin, end, escaped, counts_start, counts)
-    return counts, counts_start
+    """Run lengths of the compressed RLE strings ``text[begin[i]:end[i]]`` of a byte buffer (uint8),
+    JSON-escaped or not: ``counts[start[i]:start[i + 1]]`` is mask ``i``'s."""
+    which = np.arange(len(begin), dtype=np.int64)
+    counts = np.empty(int(np.sum(end - begin)), np.int64)
+    start = np.empty(len(begin) + 1, np.int64)
+    _decode(text, begin, end, escaped, which, counts, start)
+    return counts[: start[-1]], start
 
 
 @numba.njit(cache=True, nogil=True)
@@ -107,16 +100,19 @@ def areas(counts, start):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def _intersection(counts_a, a0, a1, counts_b, b0, b1):  # pragma: no cover
-    """Pixels two masks share, walking both run lists once."""
+def _intersection(counts_a, a0, a1, counts_b, b0, b1, stop):  # pragma: no cover
+    """Pixels two masks share, walking both run lists once, up to pixel ``stop`` (the last one both
+    masks could share)."""
     shared = 0
+    pos = 0  # pixel at which the current runs start
     i, j = a0, b0
     ra, rb = counts_a[i], counts_b[j]  # what is left of the current runs
     fa, fb = False, False  # whether the current runs are foreground
-    while i < a1 and j < b1:
+    while i < a1 and j < b1 and pos <= stop:
         step = min(ra, rb)
         if fa and fb:
             shared += step
+        pos += step
         ra -= step
         rb -= step
         while ra == 0 and i < a1:
@@ -133,19 +129,12 @@ def _intersection(counts_a, a0, a1, counts_b, b0, b1):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def _decode_some(text, text_begin, text_end, escaped, which, runs_out):  # pragma: no cover
+def _decode_some(text, text_begin, text_end, escaped, which):  # pragma: no cover
     """Decode strings ``which`` into one run store: (counts, start)."""
-    n = len(which)
-    sizes = np.empty(n, np.int64)
-    _count_runs(text, text_begin[which], text_end[which], escaped, sizes)
-    start = np.empty(n + 1, np.int64)
-    start[0] = 0
-    for r in range(n):
-        start[r + 1] = start[r] + sizes[r]
-    if len(runs_out) < start[n]:
-        runs_out = np.empty(2 * start[n], np.int64)
-    _decode(text, text_begin[which], text_end[which], escaped, start, runs_out)
-    return runs_out, start
+    counts = np.empty(_text_length(text_begin, text_end, which), np.int64)
+    start = np.empty(len(which) + 1, np.int64)
+    _decode(text, text_begin, text_end, escaped, which, counts, start)
+    return counts, start
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -172,18 +161,14 @@ def pair_ious(
     ``gt_text``); each mask is decoded once, when its pair comes.
     """
     for p in numba.prange(len(dt_start)):  # pairs are independent: both cores
-        dt_runs = np.empty(0, np.int64)
-        gt_runs = np.empty(0, np.int64)
         nd = dt_end[p] - dt_start[p]
         ng = gt_end[p] - gt_start[p]
         if nd == 0 or ng == 0:
             continue
         dt_runs, ds = _decode_some(
-            dt_text, dt_begin, dt_end_text, dt_escaped, dt_order[dt_start[p] : dt_end[p]], dt_runs
+            dt_text, dt_begin, dt_end_text, dt_escaped, dt_order[dt_start[p] : dt_end[p]]
         )
-        gt_runs, gs = _decode_some(
-            gt_text, gt_begin, gt_end_text, False, np.arange(gt_start[p], gt_end[p]), gt_runs
-        )
+        gt_runs, gs = _decode_some(gt_text, gt_begin, gt_end_text, False, np.arange(gt_start[p], gt_end[p]))
         dt_first = np.empty(nd, np.int64)
         dt_last = np.empty(nd, np.int64)
         dt_area = np.empty(nd, np.int64)
@@ -196,6 +181,7 @@ def pair_ious(
                 ious[out] = 0.0
                 if dt_area[i] == 0 or g_area == 0 or dt_last[i] < g_first or g_last < dt_first[i]:
                     continue
-                shared = _intersection(dt_runs, ds[i], ds[i + 1], gt_runs, gs[j], gs[j + 1])
+                stop = min(dt_last[i], g_last)
+                shared = _intersection(dt_runs, ds[i], ds[i + 1], gt_runs, gs[j], gs[j + 1], stop)
                 if shared:
                     ious[out] = shared / (dt_area[i] + g_area - shared)
