@@ -41,6 +41,7 @@ from eqlv2.evaluation.result_file import (
     SCORE,
     SEGMENTATION,
     Results,
+    map_file,
     results_from_objects,
     scan_results,
 )
@@ -381,7 +382,7 @@ def read_results(path: Path) -> Results:
     """A result file's detections as arrays: by the scanner, or through a JSON library where it declines."""
     if not path.is_file():
         raise FileNotFoundError(f"result file {path} does not exist")
-    results = scan_results(path.read_bytes())
+    results = scan_results(map_file(path))
     if results is not None:
         return results
     dets = read_json(path, "result file")
