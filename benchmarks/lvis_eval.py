@@ -8,8 +8,9 @@ Builds a seeded LVIS-format case (``tests/lvis_cases.py``: ~300 detections per i
 cap, degenerate ground-truth boxes, negative and not-exhaustive lists), then runs each evaluator on the same
 two files, one after the other, each in a fresh process, ``--repeat`` rounds (default 3), and prints for
 bbox and segm: the median seconds (reading the files included; each run's seconds at the end of the row:
-a 2-core virtual machine's timings scatter by 20% from run to run), the ratio to the ``lvis`` package, the process's peak memory above what it held before
-evaluating, and the largest difference from the ``lvis`` package over the metrics the evaluator reports.
+a 2-core virtual machine's timings scatter by 20% from run to run), the ratio to the ``lvis`` package,
+the process's peak memory above what it held before evaluating, and the largest difference from the
+``lvis`` package over the metrics the evaluator reports.
 
 How each is called:
 * ``lvis``: ``LVISEval`` of ``lvis`` 0.5.3 (through ``eqlv2 evaluate-lvis --backend lvis``), the reference;

@@ -63,6 +63,14 @@ def test_one_seed_keeps_the_paths_and_seeds_its_runs(tmp_path):
     assert "baseline=results/toy/baseline/metrics.json" in shell_command(plan, "results/toy/paper_table.md")
 
 
+def test_the_readmes_three_seed_run_of_the_embedded_default(tmp_path):
+    """config/toy_seeds.yaml on top of the embedded default: the eight methods, each with seeds 0, 1, 2."""
+    overlay = str(REPO / "config" / "toy_seeds.yaml")
+    plan = run_snakemake(tmp_path, REPO / "config" / "config.yaml", overlay, "-n", "all").stdout
+    counts = _job_counts(plan)
+    assert counts["train"] == 3 * len(PAPER_ROWS) and counts["train_openimages"] == len(OI_ROWS)
+
+
 def test_several_seeds_train_every_method_once_per_seed(tmp_path):
     configfile = write_config(tmp_path, seeds=[0, 1, 2], openimages=None)
     plan = run_snakemake(tmp_path, configfile, "-n", "-p", "all").stdout
