@@ -6,14 +6,11 @@ import random
 
 import numpy as np
 
-from eqlv2.evaluation.float_text import parse_numbers
+from eqlv2.evaluation.float_text import exact_float
 
 
-def _rows(texts: list[str]) -> np.ndarray:
-    rows = np.zeros((len(texts), 40), np.uint8)
-    for i, text in enumerate(texts):
-        rows[i, : len(text)] = np.frombuffer(text.encode(), np.uint8)
-    return rows
+def _parse(texts: list[str]) -> np.ndarray:
+    return np.array([exact_float(text.encode()) for text in texts])
 
 
 def test_numbers_as_mmdet_and_python_write_them_round_as_float_does():
@@ -28,7 +25,7 @@ def test_numbers_as_mmdet_and_python_write_them_round_as_float_does():
     texts += ["0", "-0.0", "1e-05", "12", "1E+2", "-3.5", "5e-324", "1.7976931348623157e308", "0.1",
               "0.30000000000000004", "9007199254740993", "9007199254740993.0", "0.00012345678901234567",
               "2.5000000000000000000000001"]  # fmt: skip
-    got = parse_numbers(_rows(texts))
+    got = _parse(texts)
     expected = np.array([float(t) for t in texts])
     assert np.array_equal(got.view(np.int64), expected.view(np.int64))  # bit for bit, signed zero included
 
@@ -36,5 +33,5 @@ def test_numbers_as_mmdet_and_python_write_them_round_as_float_does():
 def test_halfway_decimals_round_to_even():
     # 2**53 + 1 and 2**53 + 3 lie halfway between two floats; float() rounds to the even one.
     texts = ["9007199254740993", "9007199254740995", "0.50000000000000005551115123125783"]
-    got = parse_numbers(_rows(texts))
+    got = _parse(texts)
     assert got.tolist() == [float(t) for t in texts]

@@ -88,11 +88,12 @@ def test_class_agnostic_head_uses_its_one_class():
     assert torch.equal(got, expected)
 
 
-def test_test_time_augmentation_is_refused():
+def test_a_cascade_stage_is_refused():
+    """Cascade Mask R-CNN and HTC average every stage's maps and predict with activate_map=True."""
     _, ours = _pair()
     ours.eval()
     feats, bboxes, labels = _detections(2, seed=4)
-    with torch.no_grad(), pytest.raises(NotImplementedError, match="test-time augmentation"):
+    with torch.no_grad(), pytest.raises(NotImplementedError, match="cannot be a stage of a cascade"):
         ours._predict_by_feat_single(
             ours(feats), bboxes, labels, {"ori_shape": (64, 64), "scale_factor": (1.0, 1.0)},
             TEST_CFG, activate_map=True,

@@ -143,27 +143,8 @@ def parse_number(text, start, end):  # pragma: no cover
     return (-value if negative else value), ok
 
 
-@numba.njit(cache=True, nogil=True)
-def _parse_all(numbers, values, ok):  # pragma: no cover
-    for r in range(numbers.shape[0]):
-        row = numbers[r]
-        end = 0
-        while end < len(row) and row[end] != 0:
-            end += 1
-        values[r], ok[r] = parse_number(row, 0, end)
-
-
-def parse_numbers(numbers: np.ndarray) -> np.ndarray:
-    """float64 of zero-padded ASCII numbers (rows of a uint8 array), as Python's ``float`` would give.
-
-    Rows the compiled parser cannot prove go through numpy's string cast (which raises ``ValueError``
-    on text that is not a number).
-    """
-    flat = numbers.reshape(-1, numbers.shape[-1])
-    values = np.empty(len(flat))
-    ok = np.empty(len(flat), np.bool_)
-    _parse_all(flat, values, ok)
-    rest = np.flatnonzero(~ok)
-    if rest.size:
-        values[rest] = np.ascontiguousarray(flat[rest]).view(f"S{flat.shape[1]}").ravel().astype(np.float64)
-    return values.reshape(numbers.shape[:-1])
+def exact_float(text: bytes) -> float:
+    """Python's ``float`` of a number's text: the compiled parser where it proves its result, else numpy's
+    string cast, which rounds the same way (and raises ``ValueError`` on text that is not a number)."""
+    value, ok = parse_number(np.frombuffer(text, np.uint8), 0, len(text))
+    return value if ok else float(np.array([text]).astype(np.float64)[0])

@@ -359,9 +359,11 @@ def gt_mask_strings(
         if not group.size:
             continue
         height, width = (int(v) for v in image_sizes[image_index[group[0]]])
-        batched = [int(g) for g in group if _is_polygon_list(segmentations[g])]
-        for g in group:
-            if not _is_polygon_list(segmentations[g]):
+        batched = []
+        for g in group.tolist():
+            if _is_polygon_list(segmentations[g]):
+                batched.append(g)
+            else:
                 strings[g] = mask_string(segmentations[g], height, width)[0]
         if not batched:
             continue

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from eqlv2.evaluation.float_text import parse_number
+from eqlv2.evaluation.float_text import exact_float, parse_number
 
 NUMBER_WIDTH = 32  # bytes kept of a number's text; a longer number sends the file to the JSON library
 
@@ -352,9 +352,8 @@ def scan_results(data: bytes | mmap.mmap) -> Results | None:
     values = values[:n]
     for row, column in zip(*np.nonzero(undecided[:n] >= 0), strict=True):
         start = int(undecided[row, column])
-        text = data[start : _number_end(buf, start)]
-        try:  # numpy's string cast rounds as Python's float does
-            values[row, column] = np.array([text]).astype(np.float64)[0]
+        try:
+            values[row, column] = exact_float(bytes(data[start : _number_end(buf, start)]))
         except ValueError:  # not a number after all
             return None
     fields = fields[:n]

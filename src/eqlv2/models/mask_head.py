@@ -12,7 +12,9 @@ predicts the same masks: at inference ``forward`` stops before the last 1x1 conv
 image's masks in one ``_do_paste_mask`` call (the path mmdet takes on a GPU).  Inference means eval mode
 *and* no autograd (mmengine's test loop): a decoupled method's frozen mask head is in eval mode while its
 loss is still computed, and gets the full logits.  The embedded default uses this head (128 px images,
-where one call over the whole image is cheap); the real LVIS configs keep mmdet's.
+where one call over the whole image is cheap); the real LVIS configs keep mmdet's.  A cascade's mask heads
+(Cascade Mask R-CNN, HTC) cannot take this shortcut, since their roi head averages every stage's full
+class maps, and this head refuses to predict there (``activate_map``).
 """
 
 from __future__ import annotations
@@ -68,8 +70,11 @@ class LabelMaskHead(FCNMaskHead):
             return super()._predict_by_feat_single(
                 mask_preds, bboxes, labels, img_meta, rcnn_test_cfg, rescale, activate_map
             )
-        if activate_map:
-            raise NotImplementedError("LabelMaskHead does not implement test-time augmentation")
+        if activate_map:  # the caller averaged the sigmoid of what forward gave, which were features here
+            raise NotImplementedError(
+                "LabelMaskHead cannot be a stage of a cascade (Cascade Mask R-CNN and HTC average every "
+                "stage's mask maps before predicting); use mmdet's FCNMaskHead there"
+            )
         probs = self._label_logits(mask_preds, labels).sigmoid()[:, None]
         scale_factor = bboxes.new_tensor(img_meta["scale_factor"]).repeat((1, 2))
         img_h, img_w = img_meta["ori_shape"][:2]
