@@ -12,6 +12,7 @@ from eqlv2.checkpoint import load_checkpoint
 from eqlv2.engine.atomic_backend import BACKEND_NAME, AtomicLocalBackend
 from eqlv2.engine.run import latest_checkpoint, write_checkpoints_atomically
 from eqlv2.engine.training import train
+from eqlv2.io import atomic_link_or_copy
 
 
 def test_a_write_that_dies_leaves_the_previous_file_and_no_partial_one(tmp_path, monkeypatch):
@@ -35,10 +36,10 @@ def test_a_write_that_dies_leaves_the_previous_file_and_no_partial_one(tmp_path,
 
 def test_train_points_the_checkpoint_hook_at_the_atomic_backend_unless_told_otherwise():
     cfg = Config(dict(default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=10))))
-    write_checkpoints_atomically(cfg)
+    assert write_checkpoints_atomically(cfg)
     assert cfg.default_hooks.checkpoint.backend_args == dict(backend=BACKEND_NAME)
     chosen = Config(dict(default_hooks=dict(checkpoint=dict(backend_args=dict(backend="petrel")))))
-    write_checkpoints_atomically(chosen)
+    assert not write_checkpoints_atomically(chosen)  # its files may be rewritten: the model is copied
     assert chosen.default_hooks.checkpoint.backend_args == dict(backend="petrel")
 
 
@@ -68,3 +69,21 @@ def test_a_training_run_writes_its_checkpoints_through_the_atomic_backend(small_
                 data_root=small_toy, max_iters=4, cfg_options=options)  # fmt: skip
     assert written == ["iter_2.pth", "iter_4.pth"]
     assert load_checkpoint(out)["meta"]["iter"] == 4
+    # The finished model is the last checkpoint itself, not a second copy of its bytes on disk.
+    assert os.path.samefile(out, tmp_path / "train" / "iter_4.pth")
+
+
+def test_the_finished_model_is_linked_where_it_can_be_and_copied_where_it_cannot(tmp_path, monkeypatch):
+    last = tmp_path / "train" / "iter_4.pth"
+    last.parent.mkdir()
+    last.write_bytes(b"weights")
+    linked = atomic_link_or_copy(last, tmp_path / "a" / "final.pth")
+    assert os.path.samefile(linked, last)
+
+    def no_links(src, dst):  # a file system without hard links, or another device
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    copied = atomic_link_or_copy(last, tmp_path / "b" / "final.pth")
+    assert copied.read_bytes() == b"weights" and not os.path.samefile(copied, last)
+    assert sorted(p.name for p in copied.parent.iterdir()) == ["final.pth"]  # no temporary left

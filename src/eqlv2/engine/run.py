@@ -75,11 +75,16 @@ def wait_for_work_dir(work_dir: Path, fingerprint: str, timeout: float = 600) ->
     raise RuntimeError(f"rank 0 did not prepare {work_dir} within {timeout} s")
 
 
-def write_checkpoints_atomically(cfg) -> None:
-    """Point the checkpoint hook at :class:`AtomicLocalBackend`, unless the config chose a storage."""
+def write_checkpoints_atomically(cfg) -> bool:
+    """Point the checkpoint hook at :class:`AtomicLocalBackend`, unless the config chose a storage.
+
+    Return whether the checkpoints are now written that way: each a new file renamed into place, never
+    rewritten, so the finished one may be published as a hard link rather than a copy.
+    """
     hook = cfg.get("default_hooks", {}).get("checkpoint")
     if hook is not None and hook.get("backend_args") is None and hook.get("file_client_args") is None:
         hook["backend_args"] = dict(backend=ATOMIC_BACKEND)
+    return hook is not None and (hook.get("backend_args") or {}).get("backend") == ATOMIC_BACKEND
 
 
 def latest_checkpoint(work_dir: str | Path) -> str | None:

@@ -4,8 +4,9 @@ A rerun of the same call after an interruption (preemption, a killed job) contin
 checkpoint in the work dir: that is what makes rerunning a Snakemake rule cheap.  Only the same run is
 resumed (:mod:`eqlv2.engine.run`).  The config's global batch is divided over the processes
 (:mod:`eqlv2.engine.batch`), so fewer GPUs train with the paper's batch; a run resumed on another number
-of processes therefore continues with the same global batch.  The finished model is copied to ``out``
-atomically, so the presence of ``out`` means training completed.
+of processes therefore continues with the same global batch.  The finished model is published at ``out``
+atomically (a hard link to the last checkpoint where it can be, else a copy), so the presence of ``out``
+means training completed.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from eqlv2.engine.run import (
     write_checkpoints_atomically,
 )
 from eqlv2.engine.schedule import rescale_schedule
-from eqlv2.io import atomic_copy
+from eqlv2.io import atomic_copy, atomic_link_or_copy
 
 
 def _learning_rate_note(cfg, split: BatchSplit) -> str | None:
@@ -91,7 +92,7 @@ def train(
     )
     cfg.work_dir = str(work_dir)
     prepare_launcher(cfg, launcher)
-    write_checkpoints_atomically(cfg)
+    atomic_checkpoints = write_checkpoints_atomically(cfg)
     if load_from is not None and not Path(load_from).is_file():
         raise FileNotFoundError(f"checkpoint {load_from} does not exist")
     fingerprint = run_fingerprint(cfg, load_from, split.global_batch)
@@ -125,5 +126,5 @@ def train(
     final = latest_checkpoint(work_dir)
     if final is None:
         raise RuntimeError(f"training finished but {work_dir} holds no checkpoint")
-    atomic_copy(final, out)
+    (atomic_link_or_copy if atomic_checkpoints else atomic_copy)(final, out)
     return Path(out)
