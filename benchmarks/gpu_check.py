@@ -37,6 +37,7 @@ PREINSTALLED = {
     "tqdm": "tqdm", "rich": "rich", "packaging": "packaging", "pyparsing": "pyparsing",
     "dateutil": "python-dateutil", "cycler": "cycler", "kiwisolver": "kiwisolver", "attrs": "attrs",
     "typing_extensions": "typing-extensions", "markdown_it": "markdown-it-py", "pygments": "pygments",
+    "numba": "numba", "llvmlite": "llvmlite",  # the evaluator's kernels; llvmlite's wheel alone is 60 MB
 }  # fmt: skip
 TOY_CONFIGS = {
     "baseline": "toy/mask-rcnn_r18_fpn_ce_toy.py",
