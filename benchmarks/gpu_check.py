@@ -149,6 +149,15 @@ def _require_cuda():
     return torch
 
 
+def _require(device: str):
+    """torch, once ``device`` is known to be there (the checks also run CPU against CPU, in the tests)."""
+    if device.startswith("cuda"):
+        return _require_cuda()
+    import torch
+
+    return torch
+
+
 def preflight(report: Path, bundle: Path, arch_file: Path) -> None:
     """Fail in seconds, with one line, on what would otherwise fail minutes into the build."""
     if not bundle.is_dir():
@@ -223,10 +232,9 @@ def _random_boxes(torch, generator, count: int, width: float, height: float):
     return torch.stack([x1, y1, (x1 + w).clamp(max=width), (y1 + h).clamp(max=height)], dim=1)
 
 
-def check_ops(report: Path) -> None:
-    """RoIAlign forward and backward, nms and batched_nms on CUDA against mmcv's CPU kernels."""
-    torch = _require_cuda()
-    device = DEVICE
+def check_ops(report: Path, device: str = DEVICE) -> None:
+    """RoIAlign forward and backward, nms and batched_nms on ``device`` against mmcv's CPU kernels."""
+    torch = _require(device)
     from mmcv.ops import RoIAlign, batched_nms, nms
 
     generator = torch.Generator().manual_seed(0)
@@ -234,16 +242,16 @@ def check_ops(report: Path) -> None:
     boxes = _random_boxes(torch, generator, 512, 1333, 800)
     rois = torch.cat([torch.randint(0, 2, (512, 1), generator=generator).float(), boxes], dim=1)
     upstream = torch.randn(512, 64, 7, 7, generator=generator)
-    results = {}
+    results = []  # [the CPU's (output, input gradient), the device's]
     for where in ("cpu", device):
         roi_align = RoIAlign((7, 7), spatial_scale=1 / 8, sampling_ratio=0, aligned=True)
-        inputs = features.to(where).requires_grad_()
+        inputs = features.detach().to(where).requires_grad_()  # a leaf on each device, with its own .grad
         out = roi_align(inputs, rois.to(where))
         (out * upstream.to(where)).sum().backward()
-        results[where] = (out, inputs.grad)
-    forward_diff = _max_abs_diff(results[device][0], results["cpu"][0])
-    backward_diff = _max_abs_diff(results[device][1], results["cpu"][1])
-    ok = _close(results[device][0], results["cpu"][0]) and _close(results[device][1], results["cpu"][1])
+        results.append((out, inputs.grad))
+    (cpu_out, cpu_grad), (out, grad) = results
+    forward_diff, backward_diff = _max_abs_diff(out, cpu_out), _max_abs_diff(grad, cpu_grad)
+    ok = _close(out, cpu_out) and _close(grad, cpu_grad)
     figures = {"roi_align": {"rois": 512, "output_size": 7, "forward_max_abs_diff": forward_diff,
                              "backward_max_abs_diff": backward_diff, "ok": ok}}  # fmt: skip
 
@@ -254,31 +262,30 @@ def check_ops(report: Path) -> None:
     boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 4)
     scores = torch.rand(2000, generator=generator)
     classes = torch.randint(0, 5, (2000,), generator=generator)
-    kept = {where: nms(boxes.to(where), scores.to(where), 0.7)[1].cpu() for where in ("cpu", device)}
-    same = torch.equal(kept["cpu"], kept[device])
-    figures["nms"] = {"boxes": 2000, "iou_threshold": 0.7, "kept_cpu": len(kept["cpu"]),
-                      "kept_cuda": len(kept[device]), "same_kept": same, "ok": same}  # fmt: skip
+    kept_cpu, kept = (nms(boxes.to(where), scores.to(where), 0.7)[1].cpu() for where in ("cpu", device))
+    same = torch.equal(kept_cpu, kept)
+    figures["nms"] = {"boxes": 2000, "iou_threshold": 0.7, "kept_cpu": len(kept_cpu),
+                      "kept_cuda": len(kept), "same_kept": same, "ok": same}  # fmt: skip
     nms_cfg = {"type": "nms", "iou_threshold": 0.7}
-    kept = {where: batched_nms(boxes.to(where), scores.to(where), classes.to(where), nms_cfg)[1].cpu()
-            for where in ("cpu", device)}  # fmt: skip
-    same = torch.equal(kept["cpu"], kept[device])
+    kept_cpu, kept = (batched_nms(boxes.to(where), scores.to(where), classes.to(where), nms_cfg)[1].cpu()
+                      for where in ("cpu", device))  # fmt: skip
+    same = torch.equal(kept_cpu, kept)
     figures["batched_nms"] = {"boxes": 2000, "classes": 5, "iou_threshold": 0.7,
-                              "kept_cpu": len(kept["cpu"]), "kept_cuda": len(kept[device]), "same_kept": same,
+                              "kept_cpu": len(kept_cpu), "kept_cuda": len(kept), "same_kept": same,
                               "ok": same}  # fmt: skip
     update_report(report, "ops", figures)
     if not all(section["ok"] for section in figures.values()):
         _fail(f"CUDA and CPU operators disagree: {json.dumps(figures)}")
 
 
-def check_eqlv2_loss(report: Path, iterations: int = 5) -> None:
-    """EQLv2's loss, its gradient and its accumulated statistics, step by step, on CUDA and on the CPU."""
-    torch = _require_cuda()
-    device = DEVICE
+def check_eqlv2_loss(report: Path, iterations: int = 5, device: str = DEVICE) -> None:
+    """EQLv2's loss, its gradient and its accumulated statistics, step by step, on ``device`` and the CPU."""
+    torch = _require(device)
     from eqlv2.models.losses.eqlv2 import EQLv2
 
     generator = torch.Generator().manual_seed(0)
     rois, classes = 1024, LVIS_CLASSES
-    losses = {where: EQLv2(num_classes=classes).to(where) for where in ("cpu", device)}
+    losses = [EQLv2(num_classes=classes).to(where) for where in ("cpu", device)]  # [the CPU's, the device's]
     worst = dict.fromkeys(("loss", "grad", "pos_grad", "neg_grad", "pos_neg"), 0.0)
     ok = True
     for _ in range(iterations):
@@ -286,16 +293,16 @@ def check_eqlv2_loss(report: Path, iterations: int = 5) -> None:
         # a quarter foreground (a few classes, as in a long tail), the rest background (label C)
         foreground = torch.rand(rois, generator=generator) < 0.25
         labels = torch.where(foreground, torch.randint(0, 50, (rois,), generator=generator), classes)
-        outputs = {}
-        for where, loss_module in losses.items():
-            z = logits.to(where).requires_grad_()
+        outputs = []
+        for where, loss_module in zip(("cpu", device), losses, strict=True):
+            z = logits.detach().to(where).requires_grad_()  # a leaf on each device, with its own .grad
             loss = loss_module(z, labels.to(where))
             loss.backward()
-            outputs[where] = (loss, z.grad)
-        pairs = {"loss": (outputs[device][0], outputs["cpu"][0]),
-                 "grad": (outputs[device][1], outputs["cpu"][1])}  # fmt: skip
+            outputs.append((loss, z.grad))
+        (cpu_loss, cpu_grad), (loss, grad) = outputs
+        pairs = {"loss": (loss, cpu_loss), "grad": (grad, cpu_grad)}
         for name in ("pos_grad", "neg_grad", "pos_neg"):
-            pairs[name] = (getattr(losses[device], name), getattr(losses["cpu"], name))
+            pairs[name] = (getattr(losses[1], name), getattr(losses[0], name))
         for name, (on_gpu, on_cpu) in pairs.items():
             ok = ok and _close(on_gpu, on_cpu)
             if name == "pos_neg":  # a ratio: compare relatively

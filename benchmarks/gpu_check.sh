@@ -24,7 +24,8 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
 CHECK="$HERE/gpu_check.py"
-PYTHON=${PYTHON:-python3}
+# An absolute path: the steps put the venv's bin first on PATH, where a bare `python3` is the venv's own.
+PYTHON=$(command -v "${PYTHON:-python3}") || { echo "gpu_check.sh: error: no ${PYTHON:-python3} on PATH" >&2; exit 2; }
 BUNDLE="$HERE/bundle"
 WORK=/tmp/eqlv2-gpu-check
 OUTDIR=${OUT:-$HERE/out}
@@ -90,11 +91,23 @@ step_venv() {
     fi
     if ! "$VPY" -c "import torch" 2>/dev/null; then
         # PYTHON is itself a venv: --system-site-packages reaches its base interpreter, not its torch.
+        # Its site folders, and the one holding torch, are added the way site adds its own (addsitedir,
+        # run from an `import` line of a .pth): their own .pth files are read too.
         local purelib
         purelib=$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || return
-        "$PYTHON" -c 'import site; print("\n".join(site.getsitepackages()))' > "$purelib/gpu-check-base.pth"
+        "$PYTHON" -c '
+import os, site, torch
+dirs = [*site.getsitepackages(), os.path.dirname(os.path.dirname(torch.__file__))]
+print("\n".join(f"import site; site.addsitedir({d!r})" for d in dict.fromkeys(dirs)))' \
+            > "$purelib/gpu-check-base.pth" || return
     fi
-    "$VPY" -c "import torch; assert torch.cuda.is_available(), 'the venv sees no GPU'; print(torch.__file__)"
+    if ! "$VPY" -c "import torch; print(torch.__file__)"; then
+        echo "gpu_check: error: the venv $VENV cannot import torch; $PYTHON has it at" \
+            "$("$PYTHON" -c 'import torch; print(torch.__file__)')"
+        "$VPY" -c 'import sys; print("the venv searches:", sys.path)'
+        return 1
+    fi
+    "$VPY" -c "import torch; assert torch.cuda.is_available(), 'gpu_check: error: the venv sees no GPU'"
 }
 
 pip_in_venv() {

@@ -61,6 +61,14 @@ def test_a_file_that_is_not_elf_is_refused_naming_it(tmp_path):
         fatbin_architectures(path)
 
 
+def test_a_truncated_library_is_refused_naming_what_is_missing(tmp_path):
+    path = tmp_path / "_ext.so"
+    whole = Path(sys.executable).resolve().read_bytes()
+    path.write_bytes(whole[: len(whole) - 32])  # a copy cut short: section headers come last
+    with pytest.raises(ValueError, match=r"_ext.so: section header \d+ lies outside the file \(truncated"):
+        fatbin_architectures(path)
+
+
 def test_containers_with_padding_between_them_are_all_read():
     section = (
         _container(_entry(KIND_ELF, 75, b"x" * 13), _entry(KIND_PTX, 75, b"ptx", header=80))

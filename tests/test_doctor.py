@@ -101,3 +101,18 @@ def test_a_gpu_job_checks_the_install_before_it_trains(tmp_path, small_toy):
     assert "GPUs: none visible to torch" in log
     assert log[-1].startswith("eqlv2 doctor: error: no GPU is visible to torch ")
     assert not (tmp_path / "results/toy/baseline/train").exists()  # `eqlv2 train` never ran
+
+
+def test_a_crash_in_native_code_prints_the_python_stack_that_led_to_it():
+    # On an H200 (gVisor, torch 2.11.0+cu130), `eqlv2 doctor` died of SIGSEGV with nothing but the
+    # shell's "Segmentation fault": every verb now leaves the Python stack of such a crash in its log.
+    crash = (
+        "import ctypes, eqlv2.tools.doctor as verb\n"
+        "verb.gather_facts = lambda: ctypes.string_at(0)  # reads address 0, as a broken library would\n"
+        "from eqlv2.cli import main\n"
+        "main(['doctor'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True)
+    assert result.returncode == -11
+    assert "Fatal Python error: Segmentation fault" in result.stderr
+    assert "eqlv2/tools/doctor.py" in result.stderr and "eqlv2/cli.py" in result.stderr

@@ -111,6 +111,25 @@ def test_steps_are_recorded_into_the_layout(tmp_path):
     assert steps["build_mmcv"]["status"] == "reused" and steps["ops"]["status"] is None
 
 
+def test_the_device_checks_compare_a_device_with_the_cpu_exactly_when_it_is_the_cpu(tmp_path):
+    # The checks' own plumbing, runnable without a GPU: a device that computes what the CPU computes is
+    # reported as agreeing, to the last bit, with every section filled.  (What only a GPU shows is not
+    # caught here: the first run on an H200 found the checks reading the gradient of a non-leaf copy,
+    # None; each device now gets leaf tensors of its own.)
+    report = tmp_path / "gpu_check.json"
+    report.write_text(json.dumps(gpu_check.layout()))
+    gpu_check.check_ops(report, device="cpu")
+    gpu_check.check_eqlv2_loss(report, iterations=2, device="cpu")
+    figures = json.loads(report.read_text())
+    roi_align, nms = figures["ops"]["roi_align"], figures["ops"]["nms"]
+    assert roi_align["ok"] and roi_align["forward_max_abs_diff"] == roi_align["backward_max_abs_diff"] == 0
+    assert nms["ok"] and nms["same_kept"] and 0 < nms["kept_cuda"] == nms["kept_cpu"] < 2000
+    assert figures["ops"]["batched_nms"]["ok"]
+    loss = figures["eqlv2_loss"]
+    assert loss["ok"] and loss["iterations"] == 2
+    assert [loss[f"{name}_max_abs_diff"] for name in ("loss", "grad", "pos_grad", "neg_grad")] == [0] * 4
+
+
 def _requirements(dist: str) -> set[str]:
     found = set()
     for text in metadata.requires(dist) or []:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import sys
 
 from eqlv2.engine.hooks import NonFiniteLossError
@@ -61,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A crash in native code (a CUDA library, mmcv's operators) prints the Python stack that led to it
+    # in the job's log, instead of only the shell's "Segmentation fault".  The process's own stderr, also
+    # when a caller (a test) has put something without a file descriptor in sys.stderr.
+    if sys.__stderr__ is not None:
+        faulthandler.enable(file=sys.__stderr__)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):

@@ -18,7 +18,6 @@ The layout, as nvcc 13.0 writes it (checked against its output, see ``tests/test
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
 import struct
@@ -39,29 +38,37 @@ _ARCH = re.compile(r"(sm|compute)_(\d+)([af]?)")
 def elf_section(path: str | Path, name: str) -> bytes | None:
     """The contents of section ``name`` of a 64-bit little-endian ELF file, or None if it has none.
 
-    Reads the section headers directly (no ``readelf``/``pyelftools`` needed).  A file that is not such
-    an ELF file raises ValueError naming it.
+    Reads the section headers directly (no ``readelf``/``pyelftools`` needed), and of the file only them,
+    the section names and the section itself: a CUDA build of mmcv's _ext is hundreds of MB.  Read with
+    ``pread`` rather than mapped: ``eqlv2 doctor`` crashed (SIGSEGV) on a GPU machine under gVisor, and a
+    mapping of the loaded library was one of the suspects.  A file that is not such an ELF file raises
+    ValueError naming it.
     """
     path = Path(path)
     with open(path, "rb") as file:
-        if os.fstat(file.fileno()).st_size < 64:  # shorter than an ELF header (and mmap refuses 0 bytes)
-            raise ValueError(f"{path}: not a 64-bit little-endian ELF file")
-        # mapped, not read: a CUDA build of mmcv's _ext is hundreds of MB, its section a fraction of that
-        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _section(path, data, name)
+        size = os.fstat(file.fileno()).st_size
+
+        def read(offset: int, count: int, what: str) -> bytes:
+            if offset + count > size:
+                raise ValueError(f"{path}: {what} lies outside the file (truncated?)")
+            return os.pread(file.fileno(), count, offset)
+
+        return _section(path, read, name)
 
 
-def _section(path: Path, data: mmap.mmap, name: str) -> bytes | None:
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+def _section(path: Path, read, name: str) -> bytes | None:
+    try:
+        ident = read(0, 64, "the ELF header")
+    except ValueError:
+        raise ValueError(f"{path}: not a 64-bit little-endian ELF file") from None
+    if ident[:4] != b"\x7fELF" or ident[4] != 2 or ident[5] != 1:
         raise ValueError(f"{path}: not a 64-bit little-endian ELF file")
-    (shoff,) = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    (shoff,) = struct.unpack_from("<Q", ident, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", ident, 0x3A)
 
     def header(index: int) -> tuple[int, int, int, int]:  # name offset, link, file offset, size
-        base = shoff + index * shentsize
-        if base + 64 > len(data):
-            raise ValueError(f"{path}: section header {index} lies outside the file (truncated?)")
-        sh_name, _, _, _, offset, size, link = struct.unpack_from("<IIQQQQI", data, base)
+        entry = read(shoff + index * shentsize, 64, f"section header {index}")
+        sh_name, _, _, _, offset, size, link = struct.unpack_from("<IIQQQQI", entry)
         return sh_name, link, offset, size
 
     if shoff == 0:
@@ -71,13 +78,13 @@ def _section(path: Path, data: mmap.mmap, name: str) -> bytes | None:
     if shstrndx == 0xFFFF:  # likewise the string table's index, in section 0's link field
         shstrndx = header(0)[1]
     _, _, names_offset, names_size = header(shstrndx)
-    names = data[names_offset : names_offset + names_size]
+    names = read(names_offset, names_size, "the section names")
     wanted = name.encode()
     for index in range(shnum):
         sh_name, _, offset, size = header(index)
         end = names.find(b"\0", sh_name)
         if names[sh_name:end] == wanted:
-            return data[offset : offset + size]
+            return read(offset, size, f"section {name}")
     return None
 
 
