@@ -107,18 +107,13 @@ class Run:
 def train_in_process(monkeypatch, config, root, work_dir, options, **kwargs) -> Run:
     """``eqlv2 train``'s library call, keeping the Runner it builds to inspect its dataloader."""
     built = []
-    original = training.Runner
+    original = training.build_runner
 
-    class Recording:
-        @staticmethod
-        def from_cfg(cfg):
-            built.append(original.from_cfg(cfg))
-            return built[-1]
+    def recording(cfg):
+        built.append(original(cfg))
+        return built[-1]
 
-    monkeypatch.setattr(training, "Runner", Recording)
-    # mmengine keeps one visualizer per name in the process: a second run under the config's name would
-    # write its scalars.json into the first run's work dir.
-    options = {**options, "visualizer.name": f"visualizer_{work_dir.parent.name}_{work_dir.name}"}
+    monkeypatch.setattr(training, "build_runner", recording)
     out = work_dir / "model_final.pth"
     training.train(config, work_dir, out, data_root=root, cfg_options=options, **kwargs)
     return Run(work_dir, out, built[0])

@@ -11,10 +11,12 @@ import hashlib
 import json
 import re
 import time
+import uuid
 from pathlib import Path
 
 import torch
 from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from eqlv2.checkpoint import load_checkpoint
@@ -121,3 +123,17 @@ def check_init_checkpoint(model, path: str | Path) -> None:
             f"{path}: {len(wrong)} weight(s) do not fit the model, e.g. {first}: "
             f"{tuple(state[first].shape)} in the checkpoint, {tuple(own[first].shape)} in the model"
         )
+
+
+def build_runner(cfg) -> Runner:
+    """mmengine's Runner for ``cfg``, with a visualizer of its own.
+
+    mmengine keeps one Visualizer per name in a process and hands the existing one to any later Runner
+    that asks for that name; mmdet's configs all name theirs ``visualizer``.  A second run in the same
+    process (training after training, in a script or a test session) would then write its config and
+    its logged scalars into the first run's ``vis_data``, and fail once that folder is gone.  Called after
+    :func:`run_fingerprint`: the name is not part of the run's identity.
+    """
+    if cfg.get("visualizer") is not None:
+        cfg.visualizer.name = f"visualizer-{uuid.uuid4().hex}"
+    return Runner.from_cfg(cfg)

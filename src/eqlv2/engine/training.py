@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mmengine.runner import Runner
-
 from eqlv2.checkpoint import allow_mmengine_checkpoints
 from eqlv2.compat import import_lvis
 from eqlv2.config import load_run_config
@@ -23,6 +21,7 @@ from eqlv2.distributed import prepare_launcher
 from eqlv2.engine.batch import BatchSplit, launch_world_size, sets_per_process_batch, split_global_batch
 from eqlv2.engine.precision import require_amp_device, use_amp_optim_wrapper
 from eqlv2.engine.run import (
+    build_runner,
     check_init_checkpoint,
     latest_checkpoint,
     prepare_work_dir,
@@ -110,7 +109,7 @@ def train(
         cfg.resume = False
         if load_from is not None:
             cfg.load_from = str(load_from)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.logger.info(f"eqlv2: {split}")
     if note := _learning_rate_note(cfg, split):
         runner.logger.warning(note)

@@ -15,12 +15,12 @@ import tempfile
 from pathlib import Path
 
 from mmengine.config import DictAction
-from mmengine.runner import Runner
 
 from eqlv2.checkpoint import allow_mmengine_checkpoints
 from eqlv2.compat import import_lvis
 from eqlv2.config import load_run_config
 from eqlv2.distributed import prepare_launcher
+from eqlv2.engine.run import build_runner
 
 RESULT_TYPES = ("bbox", "segm")
 
@@ -64,7 +64,7 @@ def test(
         cfg.resume = False
         cfg.work_dir = tmp
         prepare_launcher(cfg, launcher)
-        runner = Runner.from_cfg(cfg)
+        runner = build_runner(cfg)
         runner.test()
         written = {}
         if runner.rank == 0:
