@@ -20,6 +20,12 @@ BAGS averages each group's cross-entropy over that group's RoIs, so its sums are
 scaled by N, not a per-RoI sum.  The extra backward runs from the loss to the logits only (an element-wise
 pass over N x (C + 1) values), under the same graph, and leaves the training gradients untouched.
 
+Under mixed precision the head's logits are float16 or bfloat16.  A gradient taken with respect to them is
+rounded to their type: in float16 a negative's ``p / N`` below 6e-8 becomes 0, and the sums of the rare
+classes (small by nature) came out a fifth low.  So the loss is handed the logits cast to float32 (a
+forward pre-hook), and the gradient is taken with respect to that float32 copy; the losses compute in
+float32 anyway, and the training gradient flows through the cast back to the half logits unchanged.
+
 In a distributed run each process adds the sums of its own RoIs and the increments are summed over the
 process group at every iteration (as EQLv2 does with its statistics), so every rank holds the totals of
 all RoIs seen so far; they travel in the checkpoints, so a resumed run continues them.
@@ -71,16 +77,19 @@ class ClassifierGradients:
         )
         self.pos_grad = torch.zeros(num_classes, dtype=torch.float64)
         self.neg_grad = torch.zeros(num_classes, dtype=torch.float64)
-        self._handle = None
+        self._handles: list = []
 
     def attach(self, loss: nn.Module) -> None:
         """Collect from every forward of ``loss`` that builds a graph (training, not inference)."""
-        self._handle = loss.register_forward_hook(self._collect, with_kwargs=True)
+        self._handles = [
+            loss.register_forward_pre_hook(_float32_logits, with_kwargs=True),
+            loss.register_forward_hook(self._collect, with_kwargs=True),
+        ]
 
     def detach(self) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
     def _collect(self, module: nn.Module, args: tuple, kwargs: dict, output) -> None:
         cls_score = args[0] if args else kwargs["cls_score"]
@@ -110,6 +119,17 @@ class ClassifierGradients:
             )
         self.pos_grad = state["pos_grad"].double().clone()
         self.neg_grad = state["neg_grad"].double().clone()
+
+
+def _float32_logits(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+    """Hand the loss half-precision logits as float32, so that the gradient taken from them is not
+    rounded to float16 or bfloat16 (the module docstring says why)."""
+    half = (torch.float16, torch.bfloat16)
+    if args and torch.is_tensor(args[0]) and args[0].dtype in half:
+        return (args[0].float(), *args[1:]), kwargs
+    if "cls_score" in kwargs and kwargs["cls_score"].dtype in half:
+        return args, {**kwargs, "cls_score": kwargs["cls_score"].float()}
+    return None
 
 
 def _bbox_head(model: nn.Module) -> nn.Module | None:
