@@ -45,6 +45,9 @@ def _learning_rate_note(cfg, split: BatchSplit) -> str | None:
     )
 
 
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"  # the setting cuBLAS's reproducibility notes give for deterministic sums
+
+
 def seed_run(cfg, seed: int, deterministic: bool = False) -> None:
     """Seed a run through mmengine's ``randomness``: Python's, numpy's and torch's generators, the data
     samplers' shuffling and the loader workers all derive from ``seed``, the same on every process (the
@@ -53,8 +56,32 @@ def seed_run(cfg, seed: int, deterministic: bool = False) -> None:
     atomic additions (RoIAlign's backward among them) still reorder sums, so GPU runs of one seed differ
     in the last digits.  The seed is part of the config, hence of the run's fingerprint: another seed is
     another run, never resumed from this one's checkpoints.
+
+    In deterministic mode torch refuses a cuBLAS matmul unless ``CUBLAS_WORKSPACE_CONFIG`` fixes cuBLAS's
+    workspace, which cuBLAS reads when CUDA starts: so it is set here, before the Runner puts the model on
+    the GPU (each of torchrun's processes calls this), unless the environment already chose a value.
     """
     cfg.randomness = {**cfg.get("randomness", {}), "seed": seed, "deterministic": deterministic}
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
+
+
+def allow_missing_deterministic_kernels(cfg) -> bool:
+    """After the Runner is built: in deterministic mode, an operator torch has no deterministic CUDA kernel
+    for warns (naming it, once) instead of stopping the run.
+
+    mmengine turns on ``torch.use_deterministic_algorithms(True)``, under which such an operator raises
+    at its first call, hours into a queued job.  This model's RoIAlign backward (mmcv's, atomic additions
+    that torch does not know of) is not deterministic on CUDA in any mode, so a GPU run is never bitwise
+    reproducible; what deterministic mode buys there is that every other kernel is, and a warning says
+    which are not.  Returns whether deterministic mode is on.
+    """
+    import torch
+
+    if not cfg.get("randomness", {}).get("deterministic", False):
+        return False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return True
 
 
 def train(
@@ -111,6 +138,11 @@ def train(
             cfg.load_from = str(load_from)
     runner = build_runner(cfg)
     runner.logger.info(f"eqlv2: {split}")
+    if allow_missing_deterministic_kernels(cfg):
+        runner.logger.info(
+            "eqlv2: deterministic kernels where torch has them (CUBLAS_WORKSPACE_CONFIG="
+            f"{os.environ.get('CUBLAS_WORKSPACE_CONFIG')}); an operator without one warns, naming itself"
+        )
     if note := _learning_rate_note(cfg, split):
         runner.logger.warning(note)
     if stale:
