@@ -2,14 +2,20 @@ import re
 import shlex
 from pathlib import Path
 
+from snakemake.utils import update_config
+
 from eqlv2.data.manifest import original_checkpoint_name
 from eqlv2.methods import configured_methods, get_openimages_method
-from eqlv2.schema import ConfigError, check_config
+from eqlv2.schema import ConfigError, check_config, coerce_overrides
 
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+# --config (or a profile's config:) hands the items of a list or a mapping over as strings
+# (seeds=[0,1,2] gives ['0', '1', '2']): those the schema types as numbers, booleans or null are
+# converted, and the rest is left for the check, which names the key of a value still wrong.
+COMMAND_LINE = dict(workflow.config_settings.config)
+update_config(config, coerce_overrides(COMMAND_LINE, SCHEMA))
 check_config(
-    config,
-    Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
-    workflow.configfiles,
+    config, SCHEMA, [*workflow.configfiles, *(["--config"] if COMMAND_LINE else [])]
 )
 # The rows of the paper table: the known methods and those of one's own (a key with a name).
 try:
