@@ -30,7 +30,8 @@ matplotlib.use("Agg")  # files only: no display on a compute node or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+
+from eqlv2.checkpoint import load_checkpoint  # noqa: E402
 
 GROUP_BOUNDARIES = (10, 100)  # LVIS: rare <= 10 training images < common <= 100 < frequent
 GROUPS = ("APr", "APc", "APf")
@@ -126,7 +127,7 @@ def gradient_ratio(
     frequent first (NaN where a class received no negative gradient)."""
     pos = neg = 0.0
     for path in _seed_files(gradients_files):
-        state = torch.load(path, weights_only=True)
+        state = load_checkpoint(path)  # a damaged file is one line, like a checkpoint
         classes = state["pos_grad"].numel()
         if state["pos_grad"].shape != instance_counts.shape:
             raise ValueError(f"{path}: {classes} classes, but the training file has {instance_counts.size}")
