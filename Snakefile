@@ -22,6 +22,12 @@ from snakemake.utils import min_version
 min_version("9.27.0")
 
 
+# Every Python process of every job (torchrun's workers included) has faulthandler on from its first
+# import: a crash in native code (a CUDA library, mmcv's operators) leaves its Python stack in the job's
+# log, not only the shell's "Segmentation fault".  Snakemake's own prefix (strict bash) is kept.
+shell.prefix("set -euo pipefail; export PYTHONFAULTHANDLER=1; ")
+
+
 # The embedded default, unless the command line names a configuration: merged into the default, the
 # LVIS v1 or OpenImages configuration would inherit the toy's rows.
 if not workflow.overwrite_configfiles:
