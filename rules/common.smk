@@ -248,12 +248,48 @@ def get_resource(job, name):
     return config["resources"][job][name]
 
 
+def get_job_resources(job):
+    """What a job asks the executor for: its GPUs in the configured form (the plugin's gpu resource,
+    sbatch --gpus; or gres, --gres=gpu[:model]:N per node), memory and wall time.  A training over
+    several nodes also asks for its nodes with one task on each, and sets the plugin's `mpi` resource:
+    the job step then runs the command as it is, instead of inside `srun -n1`, so that the command's own
+    srun starts one task per node (get_launch).
+    """
+    spec, shared = config["resources"][job], config["resources"]
+    gpus, nodes, model = spec["gpus"], spec["nodes"], shared["gpu_model"]
+    resources = {}
+    if gpus and (nodes > 1 or shared["gpu_request"] == "gres"):
+        resources["gres"] = ":".join(["gpu", *([model] if model else []), str(gpus)])
+    else:
+        resources["gpu"] = gpus
+        if gpus and model:
+            resources["gpu_model"] = model
+    resources.update(mem_mb=spec["mem_mb"], runtime=spec["runtime"])
+    if nodes > 1:
+        # tasks_per_gpu 0: the plugin would otherwise turn `tasks` into --ntasks-per-gpu
+        resources.update(nodes=nodes, tasks=nodes, tasks_per_gpu=0, mpi="srun")
+    return resources
+
+
 def get_launch(job):
     """How a job's `eqlv2` command starts: a plain process, or torchrun with one process per GPU
     (or per CPU worker when gpus is 0), each told to join the process group (--launcher pytorch).
+    Over several nodes: one srun task per node, each starting that node's torchrun through
+    `eqlv2 launch-node` (a c10d rendezvous at the allocation's first node).
     """
-    spec = config["resources"][job]
-    nproc = spec["gpus"] or spec["processes"]
+    spec, shared = config["resources"][job], config["resources"]
+    nproc, nodes = spec["gpus"] or spec["processes"], spec["nodes"]
+    if nodes > 1:
+        step = [f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1",
+                f"--cpus-per-task={spec['threads']}", "--kill-on-bad-exit=1"]  # fmt: skip
+        if spec["gpus"]:
+            step.append(f"--gres={get_job_resources(job)['gres']}")
+        node = [f"--nnodes {nodes}", f"--nproc-per-node {nproc}"]
+        if shared["rendezvous_port"] is not None:
+            node.append(f"--port {shared['rendezvous_port']}")
+        if shared["socket_ifname"] is not None:
+            node.append(f"--socket-ifname {shlex.quote(shared['socket_ifname'])}")
+        return f"srun {' '.join(step)} eqlv2 launch-node {' '.join(node)} --"
     if nproc == 1:
         return "eqlv2"
     return f"torchrun --standalone --nproc-per-node={nproc} -m eqlv2"
@@ -261,7 +297,8 @@ def get_launch(job):
 
 def get_launcher_flag(job):
     spec = config["resources"][job]
-    return "--launcher pytorch" if (spec["gpus"] or spec["processes"]) > 1 else ""
+    processes = (spec["gpus"] or spec["processes"]) * spec["nodes"]
+    return "--launcher pytorch" if processes > 1 else ""
 
 
 def get_openimages_file(kind):

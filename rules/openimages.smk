@@ -32,9 +32,7 @@ rule train_openimages:
         "../envs/eqlv2.yaml"
     threads: get_resource("train", "threads")
     resources:
-        gpu=get_resource("train", "gpus"),
-        mem_mb=get_resource("train", "mem_mb"),
-        runtime=get_resource("train", "runtime"),
+        **get_job_resources("train"),
     params:
         doctor=get_doctor("train"),
         launch=get_launch("train"),
@@ -62,9 +60,7 @@ rule predict_openimages:
         "../envs/eqlv2.yaml"
     threads: get_resource("predict", "threads")
     resources:
-        gpu=get_resource("predict", "gpus"),
-        mem_mb=get_resource("predict", "mem_mb"),
-        runtime=get_resource("predict", "runtime"),
+        **get_job_resources("predict"),
     params:
         doctor=get_doctor("predict"),
         launch=get_launch("predict"),

@@ -12,9 +12,7 @@ rule predict:
         "../envs/eqlv2.yaml"
     threads: get_resource("predict", "threads")
     resources:
-        gpu=get_resource("predict", "gpus"),
-        mem_mb=get_resource("predict", "mem_mb"),
-        runtime=get_resource("predict", "runtime"),
+        **get_job_resources("predict"),
     params:
         doctor=get_doctor("predict"),
         launch=get_launch("predict"),

@@ -13,9 +13,7 @@ rule train:
         "../envs/eqlv2.yaml"
     threads: get_resource("train", "threads")
     resources:
-        gpu=get_resource("train", "gpus"),
-        mem_mb=get_resource("train", "mem_mb"),
-        runtime=get_resource("train", "runtime"),
+        **get_job_resources("train"),
     params:
         doctor=get_doctor("train"),
         launch=get_launch("train"),

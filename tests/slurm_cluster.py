@@ -1,4 +1,9 @@
-"""A real one-node SLURM cluster on this machine, for the tests: munge, slurmctld and slurmd on loopback.
+"""A real SLURM cluster on this machine, for the tests: munge, slurmctld and slurmd on loopback.
+
+One node by default.  With ``nodes=N`` it is N nodes (n1, n2, ...), each a slurmd of its own on its own
+port, all on this host: Debian's slurm-wlm is built with multiple-slurmd support (``slurmd -N``).  A job
+on two of them is a real two-node allocation, with SLURM's node list, task placement and step start-up;
+only the network between them is loopback.
 
 Debian's slurm-wlm and munge are installed on first use when missing (root and apt-get needed, as on CI).
 The cluster's state and logs live in a temporary folder.  Its configuration has to be the system's
@@ -42,13 +47,13 @@ MailProg=/bin/true
 SlurmctldPort={ctld_port}
 SlurmdPort={d_port}
 SlurmctldPidFile={root}/slurmctld.pid
-SlurmdPidFile={root}/slurmd.pid
+SlurmdPidFile={root}/slurmd-%n.pid
 StateSaveLocation={root}/state
-SlurmdSpoolDir={root}/spool
+SlurmdSpoolDir={root}/spool-%n
 SlurmctldLogFile={root}/slurmctld.log
-SlurmdLogFile={root}/slurmd.log
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=8000 State=UNKNOWN
-PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
+SlurmdLogFile={root}/slurmd-%n.log
+{node_lines}
+PartitionName=debug Nodes={node_names} Default=YES MaxTime=INFINITE State=UP
 """
 
 
@@ -73,7 +78,8 @@ def ensure_packages() -> None:
 @dataclass
 class SlurmCluster:
     root: Path
-    cpus: int = 2
+    cpus: int = 2  # per node
+    nodes: int = 1
     started: list[Path] = field(default_factory=list)  # pid files of the daemons this object started
     wrote_system_conf: bool = False
 
@@ -88,29 +94,35 @@ class SlurmCluster:
         ensure_packages()
         self._start_munge()
         (self.root / "state").mkdir(parents=True, exist_ok=True)
-        (self.root / "spool").mkdir(exist_ok=True)
         host = socket.gethostname().split(".")[0]
         if SYSTEM_CONF.exists() and not SYSTEM_CONF.read_text().startswith(MARKER):
             raise RuntimeError(f"{SYSTEM_CONF} exists and is not the tests' own: not replacing it")
+        names = [host] if self.nodes == 1 else [f"n{i}" for i in range(1, self.nodes + 1)]
+        lines = [f"NodeName={name} NodeHostname={host} NodeAddr=127.0.0.1 Port={_free_port()} "
+                 f"CPUs={self.cpus} RealMemory=8000 State=UNKNOWN" for name in names]  # fmt: skip
+        for name in names:
+            (self.root / f"spool-{name}").mkdir(exist_ok=True)
         ports = {"ctld_port": _free_port(), "d_port": _free_port()}
-        conf = MARKER + SLURM_CONF.format(host=host, root=self.root, cpus=self.cpus, **ports)
+        conf = MARKER + SLURM_CONF.format(host=host, root=self.root, node_lines="\n".join(lines),
+                                          node_names=",".join(names), **ports)  # fmt: skip
         (self.root / "slurm.conf").write_text(conf)
         SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
         SYSTEM_CONF.write_text(conf)
         self.wrote_system_conf = True
         self._run("slurmctld", "-i", check=True)
         self.started.append(self.root / "slurmctld.pid")
-        self._run("slurmd", check=True)
-        self.started.append(self.root / "slurmd.pid")
+        for name in names:
+            self._run("slurmd", "-N", name, check=True)
+            self.started.append(self.root / f"slurmd-{name}.pid")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            state = self._run("sinfo", "-h", "-o", "%T").stdout.strip()
-            if state == "idle":
+            states = set(self._run("sinfo", "-h", "-N", "-o", "%T").stdout.split())
+            if states == {"idle"}:
                 return self
-            if state in ("down", "drained", "down*"):
-                self._run("scontrol", "update", f"nodename={host}", "state=resume")
+            if states & {"down", "drained", "down*"}:
+                self._run("scontrol", "update", f"nodename={','.join(names)}", "state=resume")
             time.sleep(0.5)
-        raise RuntimeError(f"SLURM node never became idle; see {self.root}/slurmctld.log and slurmd.log")
+        raise RuntimeError(f"SLURM nodes never became idle; see {self.root}/slurmctld.log and slurmd-*.log")
 
     def _start_munge(self) -> None:
         if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode == 0:

@@ -154,6 +154,9 @@ def _cross_references(config: dict) -> list[str]:
         start = (spec.get("init") or {}).get("from")
         if start is not None and start not in methods:
             problems.append(f"methods.{name}.init.from: '{start}' is not one of the methods")
+    for job in ("predict", "evaluate"):
+        if (config.get("resources", {}).get(job) or {}).get("nodes", 1) > 1:
+            problems.append(f"resources.{job}.nodes: only a training spans several nodes")
     for name in config.get("published") or {}:
         if name not in methods:
             problems.append(f"published.{name}: '{name}' is not one of the methods (whose config builds it)")
