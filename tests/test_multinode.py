@@ -254,3 +254,26 @@ def test_two_nodes_of_one_process_train_the_model_of_one_node_of_two(two_nodes, 
     ]
     assert torch.equal(gradients[0]["pos_grad"], gradients[1]["pos_grad"])
     assert torch.equal(gradients[0]["neg_grad"], gradients[1]["neg_grad"])
+
+
+def test_the_lvis_v1_reproduction_on_two_nodes_is_one_command_line_override(tmp_path):
+    """`snakemake --profile slurm all --config 'resources={train: {nodes: 2}}'`: the paper's 8 GPUs a node,
+    on two nodes; the rest of the training section is config/lvis_v1.yaml's."""
+    plan = run_snakemake(
+        tmp_path,
+        REPO / "config" / "lvis_v1.yaml",
+        "-n",
+        "-p",
+        "results/lvis_v1/eqlv2/model_final.pth",
+        "--config",
+        "resources={train: {nodes: 2}}",
+    ).stdout
+    command = shell_command(plan, "results/lvis_v1/eqlv2/model_final.pth")
+    assert (
+        "srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --cpus-per-task=32 --kill-on-bad-exit=1 --gres=gpu:8"
+        in command
+    )
+    assert (
+        "eqlv2 launch-node --nnodes 2 --nproc-per-node 8 -- train lvis_v1/mask-rcnn_r50_fpn_eqlv2-loss"
+        in command
+    )
