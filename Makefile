@@ -69,7 +69,7 @@ lint: $(STAMP)
 cuda-check: $(STAMP)
 	$(BIN)/python src/eqlv2/cuda_build.py check --work .cuda-check
 
-# What benchmarks/gpu_check.sh carries to a GPU machine without network (benchmarks/bundle/, about 8 MB).
+# What benchmarks/gpu_check.sh carries to a GPU machine without network (benchmarks/bundle/, about 35 MB).
 gpu-bundle: $(STAMP)
 	PYTHON=$(BIN)/python benchmarks/gpu_bundle.sh
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fill benchmarks/bundle/ (ignored by git) with what benchmarks/gpu_check.sh needs on a GPU machine that
 # has no network: mmcv 2.1.0's source tarball (sdist/) and the wheels named in benchmarks/gpu_bundle.txt
-# for CPython 3.12 on manylinux x86_64 (wheels/), about 8 MB.  Run it where PyPI is reachable:
+# for CPython 3.12 on manylinux x86_64 (wheels/), about 35 MB.  Run it where PyPI is reachable:
 #
 #   benchmarks/gpu_bundle.sh [BUNDLE_DIR]      # or: make gpu-bundle
 #
@@ -22,8 +22,14 @@ PLATFORMS=(manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 man
 
 PARTIAL=$(mktemp -d "$BUNDLE.partial.XXXXXX")
 trap 'rm -rf "$PARTIAL"' EXIT
+# Pins marked "built here" have no wheel on PyPI: pure Python, so a wheel built here installs there.
+grep -v 'built here' "$HERE/gpu_bundle.txt" > "$PARTIAL/download.txt"
 "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    "${PLATFORMS[@]/#/--platform=}" --dest "$PARTIAL/wheels" -r "$HERE/gpu_bundle.txt"
+    "${PLATFORMS[@]/#/--platform=}" --dest "$PARTIAL/wheels" -r "$PARTIAL/download.txt"
+rm "$PARTIAL/download.txt"
+grep 'built here' "$HERE/gpu_bundle.txt" | sed 's/\s*#.*//' | while read -r pin; do
+    "$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$PARTIAL/wheels" "$pin"
+done
 "$PYTHON" -m pip download --quiet --no-deps --no-binary=:all: --no-build-isolation \
     --dest "$PARTIAL/sdist" mmcv==2.1.0
 rm -rf "$BUNDLE"

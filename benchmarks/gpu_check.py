@@ -16,19 +16,27 @@ import argparse
 import json
 import logging
 import math
+import mmap
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+SELF = Path(__file__).resolve()  # the children of some steps run a subcommand of this file
+HERE = SELF.parent
 BUNDLE_LIST = HERE / "gpu_bundle.txt"
 MMCV_SDIST = "mmcv-2.1.0.tar.gz"
-STEPS = ("preflight", "venv", "install", "build_mmcv", "ops", "eqlv2_loss", "toy_training", "lvis_timing")
+# In the order they run: the first four are fatal (everything later needs the venv and mmcv's build);
+# after them the quick checks, then the workflow (the proof that matters most), then the old reader's
+# suspect and the timings: what a call cut short by its budget loses is what matters least.
+STEPS = ("preflight", "venv", "install", "build_mmcv", "provenance", "doctor", "ops", "eqlv2_loss", "nccl",
+         "workflow", "mmap_reader", "lvis_timing")  # fmt: skip
 # What the GPU image is expected to have already (Python 3.12 with a CUDA torch and the scientific stack):
 # import names checked by `preflight`, so a machine lacking one fails at once, naming it.
 PREINSTALLED = {
@@ -39,16 +47,34 @@ PREINSTALLED = {
     "typing_extensions": "typing-extensions", "markdown_it": "markdown-it-py", "pygments": "pygments",
     "numba": "numba", "llvmlite": "llvmlite",  # the evaluator's kernels; llvmlite's wheel alone is 60 MB
 }  # fmt: skip
-TOY_CONFIGS = {
-    "baseline": "toy/mask-rcnn_r18_fpn_ce_toy.py",
-    "eqlv2": "toy/mask-rcnn_r18_fpn_eqlv2-loss_toy.py",
+LVIS_CE = "lvis_v1/mask-rcnn_r50_fpn_ce_ms-1x_lvis-v1.py"
+LVIS_EQLV2 = "lvis_v1/mask-rcnn_r50_fpn_eqlv2-loss_ms-1x_lvis-v1.py"
+LVIS_MMDET = "mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py"
+# The timed runs: (config, mode).  "amp" trains as `eqlv2 train --amp` does (AmpOptimWrapper, float16),
+# "deterministic" as train.deterministic: true does (CUBLAS_WORKSPACE_CONFIG, deterministic kernels with
+# warn_only), recording the operators torch warns about.  Each runs in a process of its own.
+LVIS_RUNS = {
+    "ce": (LVIS_CE, "plain"),
+    "eqlv2": (LVIS_EQLV2, "plain"),
+    "mmdet_lvis": (LVIS_MMDET, "plain"),
+    "eqlv2_amp": (LVIS_EQLV2, "amp"),
+    "eqlv2_deterministic": (LVIS_EQLV2, "deterministic"),
 }
-LVIS_CONFIGS = {
-    "ce": "lvis_v1/mask-rcnn_r50_fpn_ce_ms-1x_lvis-v1.py",
-    "eqlv2": "lvis_v1/mask-rcnn_r50_fpn_eqlv2-loss_ms-1x_lvis-v1.py",
-    "mmdet_lvis": "mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py",
+LVIS_RUN_TIMEOUT = 150  # seconds for one run's process: building the model and 25 iterations
+# The workflow step: CI's small setting (.test/config_small), the LVIS branch's baseline, EQLv2 and one
+# decoupled method (cRT, after checkpoint surgery), training and inference on the GPU; evaluation and
+# the table on the CPU, as on a cluster.  Three GPU jobs may share the one card (the toy needs ~200 MiB).
+WORKFLOW_METHODS = ("baseline", "eqlv2", "crt")
+WORKFLOW_GPU_SLOTS = 3
+WORKFLOW_TABLE = "results/toy/paper_table.md"
+# The old reader of mmcv's library (a shared read-only mapping, as eqlv2 doctor had it when it died of
+# SIGSEGV on an H200 under gVisor), run in a fresh process at each stage the doctor's process had reached.
+MMAP_STAGES = {
+    "file_only": "nothing imported: the file as pip wrote it",
+    "ext_loaded": "torch and mmcv._ext imported (the library loaded), CUDA not started",
+    "after_nccl_query": "as ext_loaded, then torch.cuda.nccl.version() before CUDA starts",
+    "cuda_started": "as ext_loaded, then CUDA started and a tensor put on the GPU",
 }
-TOY_ITERS = 200
 LVIS_IMAGE_SIZE = (1333, 800)  # width, height: the paper's test scale and the largest training scale
 LVIS_CLASSES = 1203
 LVIS_WARMUP_ITERS = 5
@@ -57,19 +83,31 @@ TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}  # float32 CUDA vs CPU: summation order
 DEVICE = "cuda"  # what every check compares with the CPU
 
 
+def _process_result() -> dict:
+    """How a child process ended: exit status, the signal that killed it, its time, its last words."""
+    return dict.fromkeys(("exit_status", "signal", "timed_out", "seconds", "stderr_tail"))
+
+
 def layout() -> dict:
     """The report with every figure unmeasured (``null``); each step fills its own section."""
-    toy_run = {"config": None, "iters": None, "seconds": None, "seconds_per_iter": None,
-               "max_memory_mib": None, "first_loss": None, "last_loss": None, "finite": None}  # fmt: skip
-    lvis_run = {"config": None, "seconds_per_iter_median": None, "seconds_per_iter_mean": None,
-                "max_memory_mib": None, "last_loss": None, "finite": None}  # fmt: skip
+    torch_facts = dict.fromkeys(("python", "torch_path", "torch_version", "torch_cuda", "torch_git"))
+    doctor_run = {**_process_result(), "ok": None, "problems": None, "warnings": None, "probes": None}
+    lvis_run = {"config": None, "mode": None, "seconds_per_iter_median": None, "seconds_per_iter_mean": None,
+                "max_memory_mib": None, "last_loss": None, "finite": None, "warned_ops": None,
+                "exit_status": None, "error": None}  # fmt: skip
     return {
-        "format": "eqlv2-gpu-check/1",
+        "format": "eqlv2-gpu-check/2",
         "machine": dict.fromkeys(("gpu", "compute_capability", "gpu_memory_mib", "driver", "cpus", "python",
                                   "torch", "torch_cuda", "nvcc")),  # fmt: skip
         "steps": {step: {"status": None, "seconds": None, "error": None} for step in STEPS},
-        "build_mmcv": {"torch_cuda_arch_list": None, "max_jobs": None, "mmcv_cuda": None, "mmcv_archs": None,
-                       "doctor_ok": None},  # fmt: skip
+        "build_mmcv": {"torch_cuda_arch_list": None, "max_jobs": None},
+        "provenance": {"base": dict(torch_facts), "venv": dict(torch_facts),
+                       "mmcv_built_against": dict(torch_facts), "same_torch": None, "mmcv_cuda": None,
+                       "mmcv_compiler": None, "mmcv_ext": None},  # fmt: skip
+        "doctor": {"whole": dict(doctor_run), "isolated": dict(doctor_run)},
+        "mmap_reader": {"pread_archs": None, "pread_error": None, "verdict": None,
+                        **{stage: {**_process_result(), "archs": None}
+                           for stage in MMAP_STAGES}},  # fmt: skip
         "ops": {
             "roi_align": {"rois": None, "output_size": None, "forward_max_abs_diff": None,
                           "backward_max_abs_diff": None, "ok": None},  # fmt: skip
@@ -81,9 +119,12 @@ def layout() -> dict:
         "eqlv2_loss": dict.fromkeys(("num_classes", "rois", "iterations", "loss_max_abs_diff",
                                      "grad_max_abs_diff", "pos_grad_max_abs_diff", "neg_grad_max_abs_diff",
                                      "pos_neg_max_rel_diff", "ok")),  # fmt: skip
-        "toy_training": {"make_toy_seconds": None, **{name: dict(toy_run) for name in TOY_CONFIGS}},
+        "nccl": {**_process_result(), "nccl_version": None, "world_size": None, "all_reduce": None,
+                 "ok": None},  # fmt: skip
+        "workflow": {**_process_result(), "methods": None, "gpu_slots": None, "jobs": None, "outputs": None,
+                     "doctor_runs": None, "table": None},  # fmt: skip
         "lvis_timing": {"image_size": None, "images_per_iter": None, "classes": None, "warmup_iters": None,
-                        "timed_iters": None, **{name: dict(lvis_run) for name in LVIS_CONFIGS}},  # fmt: skip
+                        "timed_iters": None, **{name: dict(lvis_run) for name in LVIS_RUNS}},  # fmt: skip
     }
 
 
@@ -200,18 +241,184 @@ def preflight(report: Path, bundle: Path, arch_file: Path) -> None:
     })  # fmt: skip
 
 
-def record_doctor(report: Path, doctor_json: Path, arch_list: str, max_jobs: int) -> None:
-    """The build's result as ``eqlv2 doctor`` sees it; a build the doctor rejects fails the step."""
+def record_build(report: Path, arch_list: str, max_jobs: int) -> None:
+    update_report(report, "build_mmcv", {"torch_cuda_arch_list": arch_list, "max_jobs": max_jobs})
+
+
+# What an interpreter's torch is, asked in a process of its own (an interpreter that crashes on
+# `import torch` is a finding, not the end of the check).
+_TORCH_FACTS = """
+import json, sys, torch
+print(json.dumps({"python": sys.executable, "torch_path": torch.__file__, "torch_version": torch.__version__,
+                  "torch_cuda": torch.version.cuda, "torch_git": torch.version.git_version}))
+"""
+
+
+def _signal_name(status: int) -> str | None:
+    """The signal behind an exit status: negative from subprocess, 128 + n from a shell."""
+    number = -status if status < 0 else status - 128 if status > 128 else None
+    if number is None:
+        return None
     try:
-        doctor = json.loads(doctor_json.read_text())
-    except (OSError, json.JSONDecodeError):
-        _fail(f"eqlv2 doctor wrote no report to {doctor_json}: does eqlv2 import? (see steps.log)")
-    update_report(report, "build_mmcv", {
-        "torch_cuda_arch_list": arch_list, "max_jobs": max_jobs, "mmcv_cuda": doctor["mmcv_cuda"],
-        "mmcv_archs": doctor["mmcv_archs"], "doctor_ok": doctor["ok"],
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def run_child(command: list[str], timeout: float, env: dict | None = None) -> tuple[dict, str]:
+    """Run ``command`` to its end or its time limit; how it ended (:func:`_process_result`) and its stdout."""
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+        status, stdout, stderr, timed_out = done.returncode, done.stdout, done.stderr, False
+    except subprocess.TimeoutExpired as err:
+        status, timed_out = None, True
+        stdout = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else err.stdout or ""
+        stderr = err.stderr.decode(errors="replace") if isinstance(err.stderr, bytes) else err.stderr or ""
+    result = {
+        "exit_status": status, "signal": None if status is None else _signal_name(status),
+        "timed_out": timed_out, "seconds": round(time.perf_counter() - start, 2),
+        "stderr_tail": "\n".join(stderr.strip().splitlines()[-15:]) or None,
+    }  # fmt: skip
+    return result, stdout
+
+
+def how_it_ended(result: dict) -> str:
+    """A child's end in a few words: the signal, the time limit, or the exit status."""
+    if result["signal"]:
+        return result["signal"]
+    return "timed out" if result["timed_out"] else f"exit status {result['exit_status']}"
+
+
+def _torch_facts(python: str) -> dict:
+    result, stdout = run_child([python, "-X", "faulthandler", "-c", _TORCH_FACTS], timeout=120)
+    if result["exit_status"] != 0:
+        _fail(f"{python} cannot import torch ({how_it_ended(result)}): "
+              f"{result['stderr_tail']}")  # fmt: skip
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def record_built_against(work: Path) -> None:
+    """Before mmcv is compiled: which torch the build is about to compile against (the venv's)."""
+    (work / "mmcv_built_against.json").write_text(json.dumps(_torch_facts(sys.executable)))
+
+
+_MMCV_FACTS = """
+import importlib.util, json
+from mmcv.ops import get_compiler_version, get_compiling_cuda_version
+print(json.dumps({"mmcv_ext": importlib.util.find_spec("mmcv._ext").origin,
+                  "mmcv_cuda": get_compiling_cuda_version(), "mmcv_compiler": get_compiler_version()}))
+"""
+
+
+def provenance(report: Path, base_python: str, work: Path) -> None:
+    """Which torch ran, for the machine's interpreter and the venv's, and which one mmcv was built against:
+    an mmcv compiled against another torch than the one that imports it fails in native code."""
+    base, venv = _torch_facts(base_python), _torch_facts(sys.executable)
+    built = work / "mmcv_built_against.json"
+    against = json.loads(built.read_text()) if built.is_file() else dict.fromkeys(base)
+    result, stdout = run_child([sys.executable, "-X", "faulthandler", "-c", _MMCV_FACTS], timeout=120)
+    if result["exit_status"] != 0:
+        _fail(f"mmcv's operators do not import ({how_it_ended(result)}): "
+              f"{result['stderr_tail']}")  # fmt: skip
+    same = None  # not known when this check did not build mmcv
+    if against["torch_path"] is not None:
+        key = ("torch_path", "torch_version")
+        same = [venv[k] for k in key] == [against[k] for k in key]
+    update_report(report, "provenance", {
+        "base": base, "venv": venv, "mmcv_built_against": against, "same_torch": same,
+        **json.loads(stdout.strip().splitlines()[-1]),
     })  # fmt: skip
-    if not doctor["ok"]:
-        _fail("eqlv2 doctor rejects the build: " + "; ".join(doctor["problems"]))
+    if same is False:
+        _fail(f"mmcv was built against torch {against['torch_version']} at {against['torch_path']}, "
+              f"but the venv imports torch {venv['torch_version']} at {venv['torch_path']}")  # fmt: skip
+
+
+def doctor(report: Path, timeout: float) -> None:
+    """``eqlv2 doctor --require-gpu`` as every GPU job runs it, then with every probe in a process of its
+    own (--isolate); each in a child of this process, so that a crash of the doctor itself is recorded
+    with its signal.  The step fails when the doctor, run as the jobs run it, does not pass."""
+    runs = {}
+    for name, extra in (("whole", []), ("isolated", ["--isolate"])):
+        command = [sys.executable, "-X", "faulthandler", "-m", "eqlv2", "doctor", "--require-gpu", "--json",
+                   *extra]  # fmt: skip
+        result, stdout = run_child(command, timeout)
+        try:
+            verdict = json.loads(stdout)
+            result.update(ok=verdict["ok"], problems=verdict["problems"], warnings=verdict["warnings"],
+                          probes=verdict["probes"])  # fmt: skip
+        except (json.JSONDecodeError, KeyError, TypeError):
+            result["ok"] = False
+        runs[name] = result
+        update_report(report, "doctor", {name: result})
+    whole = runs["whole"]
+    if not whole["ok"] or whole["exit_status"] != 0:
+        how = how_it_ended(whole)
+        _fail(f"eqlv2 doctor --require-gpu did not pass ({how}): {whole['problems'] or whole['stderr_tail']}")
+
+
+def mapped_fatbin_architectures(path: str) -> list[str]:
+    """The architectures of ``path``'s fat binary read through a shared read-only mapping of the whole
+    file: the reader ``eqlv2 doctor`` had when it crashed, kept here only to test that suspect."""
+    from eqlv2.cuda_arch import FATBIN_SECTION, _section, parse_fatbin
+
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+
+        def read(offset: int, count: int, what: str) -> bytes:
+            if offset + count > len(data):
+                raise ValueError(f"{path}: {what} lies outside the file")
+            return data[offset : offset + count]
+
+        section = _section(Path(path), read, FATBIN_SECTION)
+    return sorted(set(parse_fatbin(section))) if section is not None else []
+
+
+def mmap_probe(stage: str, path: str) -> None:
+    """One stage of the mapped reader (:data:`MMAP_STAGES`), in this fresh process; prints the archs."""
+    if stage != "file_only":
+        import mmcv._ext  # noqa: F401  (loads the library, as the doctor's process had)
+        import torch
+
+        if stage == "after_nccl_query":
+            torch.cuda.nccl.version()
+        elif stage == "cuda_started":
+            torch.cuda.init()
+            torch.ones(1, device="cuda").sum().item()
+    print(json.dumps(mapped_fatbin_architectures(path)))
+
+
+def mmap_reader(report: Path) -> None:
+    """The first suspect of the doctor's SIGSEGV, confirmed or cleared: the mapped reader at each stage in
+    a process of its own, beside today's pread reader (:func:`eqlv2.cuda_arch.fatbin_architectures`)."""
+    from eqlv2.cuda_arch import fatbin_architectures
+
+    result, stdout = run_child([sys.executable, "-c", _MMCV_FACTS], timeout=120)
+    if result["exit_status"] != 0:
+        _fail(f"mmcv's operators do not import: {result['stderr_tail']}")
+    ext = json.loads(stdout.strip().splitlines()[-1])["mmcv_ext"]
+    figures: dict = {}
+    try:
+        figures["pread_archs"] = fatbin_architectures(ext)
+    except ValueError as err:
+        figures["pread_error"] = str(err)
+    crashed, failed = [], []
+    for stage in MMAP_STAGES:
+        command = [sys.executable, "-X", "faulthandler", str(SELF), "mmap-probe", stage, ext]
+        result, stdout = run_child(command, timeout=120)
+        archs = json.loads(stdout.strip().splitlines()[-1]) if result["exit_status"] == 0 else None
+        figures[stage] = {**result, "archs": archs}
+        if result["signal"]:
+            crashed.append(f"{stage} ({result['signal']})")
+        elif result["exit_status"] != 0:
+            failed.append(f"{stage} ({how_it_ended(result)})")
+        update_report(report, "mmap_reader", figures)
+    if crashed:
+        verdict = f"confirmed: the mapped reader crashes at {', '.join(crashed)}"
+    elif failed:
+        verdict = f"inconclusive: no crash, but these stages could not run: {', '.join(failed)}"
+    else:
+        verdict = "cleared: the mapped reader ran at every stage"
+    update_report(report, "mmap_reader", {"verdict": verdict})
 
 
 def _max_abs_diff(a, b) -> float:
@@ -319,47 +526,111 @@ def check_eqlv2_loss(report: Path, iterations: int = 5, device: str = DEVICE) ->
         _fail(f"EQLv2 on CUDA and on the CPU disagree beyond {TOLERANCE}")
 
 
-def _training_scalars(work_dir: Path) -> list[dict]:
-    """mmengine's per-interval training log (``<timestamp>/vis_data/scalars.json``, one JSON per line)."""
-    files = sorted(work_dir.glob("*/vis_data/scalars.json"))
-    if not files:
-        _fail(f"{work_dir}: no */vis_data/scalars.json: did training log anything?")
-    return [json.loads(line) for line in files[-1].read_text().splitlines() if line.strip()]
+def nccl_worker() -> None:
+    """One process of ``torchrun``: join an NCCL group, all-reduce a tensor, check the sum; print JSON."""
+    import torch
+    import torch.distributed as dist
+
+    torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group("nccl")
+    world, rank = dist.get_world_size(), dist.get_rank()
+    tensor = torch.full((1024,), float(rank + 1), device="cuda")
+    dist.all_reduce(tensor)
+    expected = world * (world + 1) / 2
+    total = float(tensor[0])
+    dist.barrier()
+    dist.destroy_process_group()
+    version = torch.cuda.nccl.version()
+    version = ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
+    ok = bool((tensor == expected).all())
+    print(json.dumps({"nccl_version": version, "world_size": world, "all_reduce": total, "ok": ok}))
 
 
-def _run(command: list[str]) -> None:
-    try:
-        subprocess.run(command, check=True)
-    except subprocess.CalledProcessError as err:
-        _fail(f"{' '.join(command)} exited with status {err.returncode}")
+def nccl(report: Path, timeout: float = 120) -> None:
+    """``torchrun --standalone --nproc-per-node=1``, as a one-GPU training job starts, over NCCL."""
+    command = [sys.executable, "-X", "faulthandler", "-m", "torch.distributed.run", "--standalone",
+               "--nproc-per-node=1", str(SELF), "nccl-worker"]  # fmt: skip
+    result, stdout = run_child(command, timeout)
+    figures = dict(result)
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if result["exit_status"] == 0 and lines:
+        figures.update(json.loads(lines[-1]))
+    else:
+        figures["ok"] = False
+    update_report(report, "nccl", figures)
+    if not figures["ok"]:
+        _fail(f"NCCL under torchrun failed ({how_it_ended(result)}): {result['stderr_tail']}")
 
 
-def toy_training(report: Path, work: Path) -> None:
-    """The embedded dataset, then the toy baseline and EQLv2 for 200 iterations each on the GPU."""
-    _require_cuda()
-    eqlv2 = [sys.executable, "-m", "eqlv2"]
-    data = work / "toy"
-    start = time.perf_counter()
-    _run([*eqlv2, "make-toy", str(data)])
-    update_report(report, "toy_training", {"make_toy_seconds": round(time.perf_counter() - start, 1)})
-    for name, config in TOY_CONFIGS.items():
-        work_dir = work / "toy_runs" / name
-        if work_dir.exists():  # a rerun measures a fresh run, not a resumed one
-            shutil.rmtree(work_dir)
-        start = time.perf_counter()
-        _run([*eqlv2, "train", config, "--data-root", str(data), "--work-dir", str(work_dir),
-              "--out", str(work_dir / "model_final.pth"), "--max-iters", str(TOY_ITERS)])  # fmt: skip
-        seconds = time.perf_counter() - start
-        scalars = [s for s in _training_scalars(work_dir) if "loss" in s]
-        per_iter = [s["time"] for s in scalars[1:]]  # the first interval holds the warm-up
-        losses = [s["loss"] for s in scalars]
-        update_report(report, "toy_training", {name: {
-            "config": config, "iters": scalars[-1]["iter"], "seconds": round(seconds, 1),
-            "seconds_per_iter": round(sum(per_iter) / len(per_iter), 4) if per_iter else None,
-            "max_memory_mib": max((s["memory"] for s in scalars if "memory" in s), default=None),
-            "first_loss": losses[0],
-            "last_loss": losses[-1], "finite": all(map(math.isfinite, losses)),
-        }})  # fmt: skip
+def workflow_config(repo: Path, gpus: int) -> dict:
+    """CI's small setting, cut to :data:`WORKFLOW_METHODS` on the LVIS branch, training and inference on
+    ``gpus`` GPUs a job (0: the CPU, for the tests of this check)."""
+    import yaml
+
+    config = yaml.safe_load((repo / ".test" / "config_small" / "config.yaml").read_text())
+    config["methods"] = {name: config["methods"][name] for name in WORKFLOW_METHODS}
+    config.pop("openimages", None)
+    for job in ("train", "predict"):
+        config["resources"][job].update(gpus=gpus, processes=1, threads=2 if gpus else 1)
+    return config
+
+
+def workflow_command(repo: Path, workdir: Path, configfile: Path, cores: int, gpu_slots: int) -> list[str]:
+    """The snakemake call: the real Snakefile, the local executor, at most ``gpu_slots`` GPU jobs at once."""
+    return [str(Path(sys.executable).parent / "snakemake"), "-s", str(repo / "Snakefile"),
+            "--directory", str(workdir), "--configfile", str(configfile), "--cores", str(cores),
+            "--resources", f"gpu={gpu_slots}", "--printshellcmds", "all"]  # fmt: skip
+
+
+def parse_summary(text: str) -> list[dict]:
+    """``snakemake --summary``'s table (tab-separated, a header line): each output, its rule and status."""
+    lines = [line.split("\t") for line in text.splitlines() if "\t" in line]
+    if not lines:
+        return []
+    header = lines[0]
+    column = {name: header.index(name) for name in ("output_file", "rule", "status") if name in header}
+    if len(column) < 3:
+        raise ValueError(f"snakemake --summary has no output_file/rule/status columns: {header}")
+    rows = [row for row in lines[1:] if len(row) == len(header)]
+    return [{name: row[index] for name, index in column.items()} for row in rows]
+
+
+def run_workflow(report: Path, repo: Path, work: Path, timeout: float, gpus: int = 1,
+                 max_iters: int | None = None) -> None:  # fmt: skip
+    """The workflow on this machine, from the generated data to the paper table, as a user runs it; the
+    wall time, each output's rule and status (snakemake --summary), how many jobs ran the doctor first."""
+    import yaml
+
+    workdir = work / "workflow"
+    if workdir.exists():  # a rerun measures a fresh run, not a finished one
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    config = workflow_config(repo, gpus)
+    if max_iters is not None:
+        config["train"]["max_iters"] = max_iters
+    configfile = workdir / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    slots = WORKFLOW_GPU_SLOTS if gpus else 0
+    command = workflow_command(repo, workdir, configfile, os.cpu_count() or 1, slots)
+    (workdir / "snakemake.out").write_text("")
+    result, stdout = run_child(command, timeout)
+    (workdir / "snakemake.out").write_text(stdout + (result["stderr_tail"] or ""))
+    summary, summary_text = run_child([*command[:-1], "--summary"], timeout=120)
+    outputs = parse_summary(summary_text) if summary["exit_status"] == 0 else []
+    jobs: dict[str, int] = {}
+    for row in outputs:
+        jobs[row["rule"]] = jobs.get(row["rule"], 0) + 1
+    logs = [path.read_text(errors="replace") for path in (workdir / "logs").rglob("*.log")]
+    table = workdir / WORKFLOW_TABLE
+    update_report(report, "workflow", {
+        **result, "methods": list(WORKFLOW_METHODS), "gpu_slots": slots, "jobs": jobs,
+        "outputs": [f"{row['rule']}: {row['output_file']}: {row['status']}" for row in outputs],
+        "doctor_runs": sum(log.count("doctor: ok") for log in logs),
+        "table": table.read_text() if table.is_file() else None,
+    })  # fmt: skip
+    if result["exit_status"] != 0 or not table.is_file():
+        how = how_it_ended(result)
+        _fail(f"the workflow did not reach {WORKFLOW_TABLE} ({how}); see {workdir / 'snakemake.out'}")
 
 
 def write_lvis_like_data(root: Path, num_classes: int = LVIS_CLASSES, images: int = 2, seed: int = 0) -> Path:
@@ -404,11 +675,13 @@ def _fixed_scale(pipeline: list) -> list:
     return [resize if step["type"] in ("RandomChoiceResize", "RandomResize") else step for step in pipeline]
 
 
-def time_lvis_iteration(config: str, data_root: Path, work: Path) -> dict:
+def time_lvis_iteration(config: str, mode: str, data_root: Path, work: Path) -> dict:
     """Seconds per training iteration (forward, backward, SGD step) of ``config`` on two 1333x800 images.
 
     The real model of the config, randomly initialised (no ImageNet weights: this is a timing), and one
     batch from the config's own dataset and pipeline, reused for every iteration (data loading excluded).
+    ``mode`` (:data:`LVIS_RUNS`) is "plain", "amp" or "deterministic", each set up as `eqlv2 train` sets it
+    up, before CUDA starts in this process.
     """
     import torch
     from mmdet.registry import DATASETS, MODELS
@@ -418,12 +691,20 @@ def time_lvis_iteration(config: str, data_root: Path, work: Path) -> dict:
     from mmengine.registry import init_default_scope
 
     from eqlv2.config import load_run_config
+    from eqlv2.engine.precision import use_amp_optim_wrapper
+    from eqlv2.engine.training import allow_missing_deterministic_kernels, seed_run
 
     if config.startswith("mmdet::"):  # eqlv2's loader names the classes from the data; give it a file
         wrapper = work / "mmdet_lvis.py"
         wrapper.write_text(f"_base_ = '{config}'\n")
         config = str(wrapper)
     cfg = load_run_config(config, data_root)
+    if mode == "amp":
+        use_amp_optim_wrapper(cfg)
+    elif mode == "deterministic":
+        seed_run(cfg, 0, deterministic=True)  # CUBLAS_WORKSPACE_CONFIG, before CUDA starts
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        allow_missing_deterministic_kernels(cfg)  # what mmengine's randomness turns on, with warn_only
     init_default_scope("mmdet")
     dataset_cfg = cfg.train_dataloader.dataset
     while "dataset" in dataset_cfg:  # mmdet's LVIS config wraps it for RFS; the sampling is not timed
@@ -444,42 +725,66 @@ def time_lvis_iteration(config: str, data_root: Path, work: Path) -> dict:
     logger.setLevel(level)
     model.to(DEVICE).train()
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    torch.backends.cudnn.benchmark = bool(cfg.get("env_cfg", {}).get("cudnn_benchmark", False))
+    if mode != "deterministic":
+        torch.backends.cudnn.benchmark = bool(cfg.get("env_cfg", {}).get("cudnn_benchmark", False))
     torch.cuda.reset_peak_memory_stats()
     times, loss = [], None
-    for step in range(LVIS_WARMUP_ITERS + LVIS_TIMED_ITERS):
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        log_vars = model.train_step(batch, optim_wrapper)
-        torch.cuda.synchronize()
-        if step >= LVIS_WARMUP_ITERS:
-            times.append(time.perf_counter() - start)
-        loss = float(log_vars["loss"].detach())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(LVIS_WARMUP_ITERS + LVIS_TIMED_ITERS):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            log_vars = model.train_step(batch, optim_wrapper)
+            torch.cuda.synchronize()
+            if step >= LVIS_WARMUP_ITERS:
+                times.append(time.perf_counter() - start)
+            loss = float(log_vars["loss"].detach())
+    warned = sorted({str(w.message).split(" does not have a deterministic")[0] for w in caught
+                     if "deterministic" in str(w.message)})  # fmt: skip
     times.sort()
-    figures = {
+    return {
         "seconds_per_iter_median": round(times[len(times) // 2], 4),
         "seconds_per_iter_mean": round(sum(times) / len(times), 4),
         "max_memory_mib": torch.cuda.max_memory_allocated() // 2**20,
-        "last_loss": loss, "finite": math.isfinite(loss),
+        "last_loss": loss, "finite": math.isfinite(loss), "warned_ops": warned,
     }  # fmt: skip
-    del model, optim_wrapper
-    torch.cuda.empty_cache()
-    return figures
 
 
-def lvis_timing(report: Path, work: Path) -> None:
+def lvis_iteration(report: Path, name: str, work: Path) -> None:
+    """One of :data:`LVIS_RUNS`, in this process (started by :func:`lvis_timing`)."""
     _require_cuda()
     import eqlv2  # noqa: F401  (registers the package's modules)
 
-    data_root = work / "lvis_like"
-    write_lvis_like_data(data_root)
+    config, mode = LVIS_RUNS[name]
+    figures = time_lvis_iteration(config, mode, work / "lvis_like", work)
+    figures = {"config": config, "mode": mode, "exit_status": 0, **figures}
+    update_report(report, "lvis_timing", {name: figures})
+
+
+def lvis_timing(report: Path, work: Path) -> None:
+    """Every run of :data:`LVIS_RUNS` in a process of its own (modes set up before CUDA starts, and a
+    crash or a hang costs one run); fails when one did not give a finite loss."""
+    write_lvis_like_data(work / "lvis_like")
     update_report(report, "lvis_timing", {
         "image_size": list(LVIS_IMAGE_SIZE), "images_per_iter": 2, "classes": LVIS_CLASSES,
         "warmup_iters": LVIS_WARMUP_ITERS, "timed_iters": LVIS_TIMED_ITERS,
     })  # fmt: skip
-    for name, config in LVIS_CONFIGS.items():
-        figures = time_lvis_iteration(config, data_root, work)
-        update_report(report, "lvis_timing", {name: {"config": config, **figures}})
+    failed = []
+    for name, (config, mode) in LVIS_RUNS.items():
+        command = [sys.executable, "-X", "faulthandler", str(SELF), "--report", str(report), "lvis-iteration",
+                   name, "--work", str(work)]  # fmt: skip
+        result, _ = run_child(command, LVIS_RUN_TIMEOUT)
+        if result["exit_status"] != 0:
+            how = how_it_ended(result)
+            update_report(report, "lvis_timing", {name: {
+                "config": config, "mode": mode, "exit_status": result["exit_status"],
+                "error": f"{how}: {result['stderr_tail']}",
+            }})  # fmt: skip
+            failed.append(f"{name} ({how})")
+    runs = json.loads(report.read_text())["lvis_timing"]
+    failed += [name for name in LVIS_RUNS if runs[name]["exit_status"] == 0 and not runs[name]["finite"]]
+    if failed:
+        _fail(f"LVIS iterations failed or gave a non-finite loss: {', '.join(failed)}")
 
 
 def record_step(report: Path, step: str, status: str, seconds: float, error: str | None) -> None:
@@ -504,37 +809,57 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("preflight", help="bundle, preinstalled packages, GPU, nvcc; writes the card's arch")
     p.add_argument("--bundle", type=Path, required=True)
     p.add_argument("--arch-file", type=Path, required=True, help="where to write TORCH_CUDA_ARCH_LIST")
-    p = sub.add_parser("doctor", help="record the mmcv build from `eqlv2 doctor --json` output")
-    p.add_argument("doctor_json", type=Path)
+    p = sub.add_parser("build", help="record the build's settings")
     p.add_argument("--arch-list", required=True)
     p.add_argument("--max-jobs", required=True, type=int)
+    p = sub.add_parser("built-against", help="before the build: record the torch it compiles against")
+    p.add_argument("--work", type=Path, required=True)
+    p = sub.add_parser("provenance", help="the torch of the base interpreter, of the venv, and mmcv's")
+    p.add_argument("--base-python", required=True)
+    p.add_argument("--work", type=Path, required=True)
+    p = sub.add_parser("doctor", help="eqlv2 doctor --require-gpu, whole and --isolate, each in a child")
+    p.add_argument("--timeout", type=float, default=120)
+    sub.add_parser("mmap-reader", help="the old mapped reader of mmcv's library at each stage")
+    p = sub.add_parser("mmap-probe", help="one stage of mmap-reader (run by it)")
+    p.add_argument("stage", choices=list(MMAP_STAGES))
+    p.add_argument("path")
     sub.add_parser("ops", help="RoIAlign and nms on CUDA against the CPU")
     sub.add_parser("eqlv2-loss", help="EQLv2's loss and statistics on CUDA against the CPU")
-    for name in ("toy-training", "lvis-timing"):
-        p = sub.add_parser(name, help="train the toy models" if name == "toy-training" else
-                           "time a training iteration of the LVIS v1 configs")  # fmt: skip
-        p.add_argument("--work", type=Path, required=True, help="scratch folder (data, work dirs)")
+    sub.add_parser("nccl", help="torchrun --nproc-per-node=1: an NCCL group and an all-reduce")
+    sub.add_parser("nccl-worker", help="the process torchrun starts for nccl")
+    p = sub.add_parser("workflow", help="snakemake on CI's small setting, GPU jobs on this GPU")
+    p.add_argument("--repo", type=Path, required=True)
+    p.add_argument("--work", type=Path, required=True, help="scratch folder")
+    p.add_argument("--timeout", type=float, default=300)
+    p = sub.add_parser("lvis-timing", help="time a training iteration of the LVIS v1 configs")
+    p.add_argument("--work", type=Path, required=True, help="scratch folder (data)")
+    p = sub.add_parser("lvis-iteration", help="one run of lvis-timing (run by it)")
+    p.add_argument("name", choices=list(LVIS_RUNS))
+    p.add_argument("--work", type=Path, required=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.command == "layout":
-        print(json.dumps(layout(), indent=2))
-    elif args.command == "record":
-        record_step(args.report, args.step, args.status, args.seconds, args.error)
-    elif args.command == "preflight":
-        preflight(args.report, args.bundle, args.arch_file)
-    elif args.command == "doctor":
-        record_doctor(args.report, args.doctor_json, args.arch_list, args.max_jobs)
-    elif args.command == "ops":
-        check_ops(args.report)
-    elif args.command == "eqlv2-loss":
-        check_eqlv2_loss(args.report)
-    elif args.command == "toy-training":
-        toy_training(args.report, args.work)
-    else:
-        lvis_timing(args.report, args.work)
+    commands = {
+        "layout": lambda: print(json.dumps(layout(), indent=2)),
+        "record": lambda: record_step(args.report, args.step, args.status, args.seconds, args.error),
+        "preflight": lambda: preflight(args.report, args.bundle, args.arch_file),
+        "build": lambda: record_build(args.report, args.arch_list, args.max_jobs),
+        "built-against": lambda: record_built_against(args.work),
+        "provenance": lambda: provenance(args.report, args.base_python, args.work),
+        "doctor": lambda: doctor(args.report, args.timeout),
+        "mmap-reader": lambda: mmap_reader(args.report),
+        "mmap-probe": lambda: mmap_probe(args.stage, args.path),
+        "ops": lambda: check_ops(args.report),
+        "eqlv2-loss": lambda: check_eqlv2_loss(args.report),
+        "nccl": lambda: nccl(args.report),
+        "nccl-worker": nccl_worker,
+        "workflow": lambda: run_workflow(args.report, args.repo, args.work, args.timeout),
+        "lvis-timing": lambda: lvis_timing(args.report, args.work),
+        "lvis-iteration": lambda: lvis_iteration(args.report, args.name, args.work),
+    }
+    commands[args.command]()
 
 
 if __name__ == "__main__":
