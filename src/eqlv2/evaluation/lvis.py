@@ -29,15 +29,9 @@ from eqlv2.evaluation.lvis_inputs import (
     read_json,
     read_results,
 )
+from eqlv2.evaluation.lvis_intervals import INTERVALS, confidence_intervals
 from eqlv2.evaluation.lvis_matching import Matches, match
-from eqlv2.evaluation.lvis_scoring import (
-    accumulate,
-    bootstrap_replicates,
-    confidence_intervals,
-    per_class_ap,
-    resample_weights,
-    summarize,
-)
+from eqlv2.evaluation.lvis_scoring import accumulate, per_class_ap, summarize
 
 AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 AR_KEYS = ("AR", "ARs", "ARm", "ARl", "ARr", "ARc", "ARf")
@@ -105,12 +99,14 @@ def evaluate_lvis(
     bootstrap: int = 0,
     seed: int = 0,
     per_class: bool = False,
+    interval: str = INTERVALS[0],
 ) -> dict:
     """Evaluate a COCO-style result file against an LVIS-format annotation file.
 
     Returns the 16 metrics of the original's printout under the keys of ``metric_keys(max_dets)``; with
-    ``bootstrap`` > 0 also ``AP_ci95``, ``APr_ci95``, ``APc_ci95`` and ``APf_ci95``: 95% percentile
-    intervals over that many resamples of the images (fast backend only; deterministic for a seed); with
+    ``bootstrap`` > 0 also ``AP_ci95``, ``APr_ci95``, ``APc_ci95`` and ``APf_ci95``: 95% intervals from
+    that many resamples of the images by the ``interval`` method (:mod:`~eqlv2.evaluation.lvis_intervals`;
+    fast backend only; deterministic for a seed); with
     ``per_class``, under ``per_class``, one row per category: its id, name, frequency group, training
     image and instance counts (from the annotation file's categories) and AP (-1: no ground truth).
     """
@@ -122,8 +118,12 @@ def evaluate_lvis(
         raise ValueError(f"max_dets must be at least 1, got {max_dets}")
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be 0 (off) or a number of resamples, got {bootstrap}")
+    if interval not in INTERVALS:
+        raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
     if backend == "fast":
-        return _evaluate_fast(ann_file, results_file, iou_type, max_dets, bootstrap, seed, per_class)
+        return _evaluate_fast(
+            ann_file, results_file, iou_type, max_dets, bootstrap, seed, per_class, interval
+        )
     if bootstrap:
         raise ValueError("bootstrap intervals need the fast backend (--backend fast)")
     return _evaluate_reference(ann_file, results_file, iou_type, max_dets, per_class)
@@ -146,14 +146,13 @@ def match_lvis(
     return gt, match(gt, detections, iou_type)
 
 
-def _evaluate_fast(ann_file, results_file, iou_type, max_dets, bootstrap, seed, per_class) -> dict:
+def _evaluate_fast(ann_file, results_file, iou_type, max_dets, bootstrap, seed, per_class, interval) -> dict:
     gt, matches = match_lvis(ann_file, results_file, iou_type, max_dets)
     precision, recall = accumulate(matches)
     groups = gt.frequency_groups()
     metrics: dict = summarize(precision, recall, groups, max_dets)
     if bootstrap:
-        weights = resample_weights(len(gt.image_ids), bootstrap, seed)
-        metrics.update(confidence_intervals(bootstrap_replicates(matches, groups, weights)))
+        metrics.update(confidence_intervals(matches, groups, len(gt.image_ids), bootstrap, seed, interval))
     if per_class:
         categories = zip(gt.category_ids, gt.category_names, gt.frequency, gt.category_counts, strict=True)
         metrics["per_class"] = [

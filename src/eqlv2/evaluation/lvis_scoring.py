@@ -6,10 +6,11 @@ precision ``tp / (fp + tp + eps)`` made non-increasing from the right, then read
 thresholds (first detection whose recall reaches the threshold; 0 past the last one).  A category without
 regular ground truth in the range scores -1 and is left out of every mean.
 
-The bootstrap resamples the validation images with replacement and evaluates each resample by the same
-protocol, as if the drawn images were a dataset of their own (an image drawn k times counts as k images
-with the same annotations and detections).  Matching does not depend on the resample, so it is done once;
-only the accumulation is redone, with each image's detections repeated k times in the order the ``lvis``
+The resampled evaluations (:mod:`~eqlv2.evaluation.lvis_intervals` turns them into intervals) reweight
+the validation images and evaluate each resample by the same protocol, as if the drawn images were a
+dataset of their own (an image drawn k times counts as k images with the same annotations and
+detections; weight 0 leaves it out).  Matching does not depend on the resample, so it is done once; only
+the accumulation is redone, with each image's detections repeated k times in the order the ``lvis``
 package would give the copies (copies of one image are adjacent, their equal-score detections interleave
 copy by copy).
 """
@@ -228,15 +229,3 @@ def bootstrap_replicates(matches: Matches, groups: list[np.ndarray], weights: np
         for column, group in enumerate(groups, start=1):
             replicates[row, column] = _mean_valid(per_category[group])
     return replicates
-
-
-def confidence_intervals(replicates: np.ndarray) -> dict[str, list[float]]:
-    """The 2.5th and 97.5th percentiles of each metric over the resamples where it is defined."""
-    intervals = {}
-    for column, key in enumerate(BOOTSTRAP_KEYS):
-        values = replicates[:, column]
-        values = values[values > -1]
-        if values.size:
-            low, high = np.percentile(values, [2.5, 97.5])
-            intervals[f"{key}_ci95"] = [float(low), float(high)]
-    return intervals

@@ -7,6 +7,7 @@ import argparse
 import pandas as pd
 
 from eqlv2.evaluation.lvis import BACKENDS, IOU_TYPES, evaluate_lvis, format_metrics
+from eqlv2.evaluation.lvis_intervals import INTERVALS
 from eqlv2.io import atomic_write_json, atomic_write_text
 
 
@@ -20,7 +21,9 @@ def add_parser(subparsers) -> None:
             "and ARr/c/f@300 (AR keys name --max-dets).  The default backend is this package's exact "
             "implementation of LVISEval (same numbers within 1e-9, tens of times faster); --backend lvis "
             "runs LVISEval itself.  --bootstrap N adds 95% intervals of AP, APr, APc and APf "
-            "(<key>_ci95) from N resamples of the images.\n\nExample:\n  eqlv2 evaluate-lvis --ann "
+            "(<key>_ci95) from N resamples of the images: by default half-samples without replacement "
+            "(--interval subsampling, whose coverage benchmarks/interval_coverage.py measures), else "
+            "resamples with replacement (percentile, bca).\n\nExample:\n  eqlv2 evaluate-lvis --ann "
             "resources/toy/annotations/lvis_v1_val.json --results predictions.segm.json --iou-type segm "
             "--bootstrap 200 --seed 0 --out metrics_segm.json"
         ),
@@ -39,6 +42,9 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the resamples")
     p.add_argument(
+        "--interval", choices=INTERVALS, default=INTERVALS[0], help="how resamples become intervals"
+    )
+    p.add_argument(
         "--per-class", metavar="CSV", help="also write each category's AP, group and training counts"
     )
     p.set_defaults(func=command, verb="evaluate-lvis")
@@ -47,7 +53,7 @@ def add_parser(subparsers) -> None:
 def command(args: argparse.Namespace) -> None:
     metrics = evaluate_lvis(
         args.ann, args.results, args.iou_type, args.max_dets, args.backend, args.bootstrap, args.seed,
-        per_class=bool(args.per_class),
+        per_class=bool(args.per_class), interval=args.interval,
     )  # fmt: skip
     print(f"{args.iou_type} AP")
     rows = metrics.pop("per_class", None)
