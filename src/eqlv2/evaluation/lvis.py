@@ -11,6 +11,16 @@ The original project used a fork of the lvis-api whose only change to the maths 
 recall restricted to the rare, common and frequent categories.  Both backends compute them the fork's
 way: the mean recall over IoU thresholds and the group's categories at area "all", leaving out categories
 without ground truth (recall -1).  AR keys name the detection limit used (``AR@300`` by default).
+
+Protocols (``protocol``):
+
+* ``standard``: the LVIS protocol, at most ``max_dets`` detections per image (300);
+* ``fixed``: AP_fixed of Dave et al. 2021 ("Evaluating Large-Vocabulary Object Detectors: The Devil is in
+  the Details"): each category's ``dets_per_class`` best detections over the whole split (10,000; ties in
+  file order) and no per-image cap, then the same protocol; the numbers of their
+  ``scripts/evaluate_ap_fixed.py`` (``LVISResults(max_dets=-1)``, ``params.max_dets = -1``).  The
+  ``lvis`` package names its AR keys ``AR@-1`` then; here they name the limit per category,
+  ``AR@10000perclass`` (``ARr@10000perclass``, ...), so that a table never mixes them up with ``AR@300``.
 """
 
 from __future__ import annotations
@@ -37,15 +47,22 @@ AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 AR_KEYS = ("AR", "ARs", "ARm", "ARl", "ARr", "ARc", "ARf")
 IOU_TYPES = ("bbox", "segm")
 BACKENDS = ("fast", "lvis")
+PROTOCOLS = ("standard", "fixed")
+DETS_PER_CLASS = 10_000  # Dave et al.'s K, also the LVIS Challenge 2021's
 
 
-def metric_keys(max_dets: int = 300) -> tuple[str, ...]:
-    """The 16 metric names, AR keys carrying the per-image detection limit (``AR@300``)."""
+def metric_keys(max_dets: int | str = 300) -> tuple[str, ...]:
+    """The 16 metric names, AR keys carrying the detection limit (``AR@300``, see :func:`limit_label`)."""
     return AP_KEYS + tuple(f"{key}@{max_dets}" for key in AR_KEYS)
 
 
+def limit_label(protocol: str, max_dets: int = 300, dets_per_class: int = DETS_PER_CLASS) -> int | str:
+    """What AR keys and the printout name as the limit: ``300`` (per image) or ``"10000perclass"``."""
+    return max_dets if protocol == "standard" else f"{dets_per_class}perclass"
+
+
 METRIC_KEYS = metric_keys(300)
-_LINE = " {title:<18} @[ IoU={iou:<9} | area={area:>6s} | maxDets={dets:>3d} catIds={cats:>3s}] = {value:.3f}"
+_LINE = " {title:<18} @[ IoU={iou:<9} | area={area:>6s} | maxDets={dets:>3} catIds={cats:>3s}] = {value:.3f}"
 _LAYOUT = {  # key -> (title, iou, area, cats)
     "AP": ("Average Precision  (AP)", "0.50:0.95", "all", "all"),
     "AP50": ("Average Precision  (AP)", "0.50", "all", "all"),
@@ -99,11 +116,14 @@ def evaluate_lvis(
     bootstrap: int = 0,
     seed: int = 0,
     per_class: bool = False,
+    protocol: str = "standard",
+    dets_per_class: int = DETS_PER_CLASS,
     interval: str = INTERVALS[0],
 ) -> dict:
     """Evaluate a COCO-style result file against an LVIS-format annotation file.
 
-    Returns the 16 metrics of the original's printout under the keys of ``metric_keys(max_dets)``; with
+    Returns the 16 metrics of the original's printout under the keys of ``metric_keys(limit_label(...))``
+    (``max_dets`` per image under the standard protocol, ``dets_per_class`` per category under fixed); with
     ``bootstrap`` > 0 also ``AP_ci95``, ``APr_ci95``, ``APc_ci95`` and ``APf_ci95``: 95% intervals from
     that many resamples of the images by the ``interval`` method (:mod:`~eqlv2.evaluation.lvis_intervals`;
     fast backend only; deterministic for a seed); with
@@ -114,43 +134,56 @@ def evaluate_lvis(
         raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if max_dets < 1:
         raise ValueError(f"max_dets must be at least 1, got {max_dets}")
+    if dets_per_class < 1:
+        raise ValueError(f"dets_per_class must be at least 1, got {dets_per_class}")
+    per_category = dets_per_class if protocol == "fixed" else None
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be 0 (off) or a number of resamples, got {bootstrap}")
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
     if backend == "fast":
         return _evaluate_fast(
-            ann_file, results_file, iou_type, max_dets, bootstrap, seed, per_class, interval
+            ann_file, results_file, iou_type, max_dets, bootstrap, seed, per_class, interval, per_category
         )
     if bootstrap:
         raise ValueError("bootstrap intervals need the fast backend (--backend fast)")
-    return _evaluate_reference(ann_file, results_file, iou_type, max_dets, per_class)
+    return _evaluate_reference(ann_file, results_file, iou_type, max_dets, per_class, per_category)
 
 
 def match_lvis(
-    ann_file: str | Path, results_file: str | Path, iou_type: str, max_dets: int = 300
+    ann_file: str | Path,
+    results_file: str | Path,
+    iou_type: str,
+    max_dets: int = 300,
+    dets_per_class: int | None = None,
 ) -> tuple[GroundTruth, Matches]:
     """Read and match once: what every evaluation of these files, resampled or not, starts from.
 
     The result file is read in a second thread while this one reads the ground truth: its scanner is
     compiled code that releases the GIL, and the ground truth's side is Python and pycocotools (the
     annotations' polygons to RLE), so on two cores the two reads cost about the longer of them.  An
-    error in the annotation file is the one reported when both files are bad.
+    error in the annotation file is the one reported when both files are bad.  ``dets_per_class``: the
+    fixed protocol's selection instead of the per-image cap.
     """
     with ThreadPoolExecutor(max_workers=1) as reader:
         results = reader.submit(read_results, Path(results_file))
         gt = load_ground_truth(ann_file, iou_type)
-        detections = load_detections(results_file, gt, iou_type, max_dets, results.result())
+        detections = load_detections(results_file, gt, iou_type, max_dets, results.result(), dets_per_class)
     return gt, match(gt, detections, iou_type)
 
 
-def _evaluate_fast(ann_file, results_file, iou_type, max_dets, bootstrap, seed, per_class, interval) -> dict:
-    gt, matches = match_lvis(ann_file, results_file, iou_type, max_dets)
+def _evaluate_fast(
+    ann_file, results_file, iou_type, max_dets, bootstrap, seed, per_class, interval, dets_per_class
+) -> dict:
+    gt, matches = match_lvis(ann_file, results_file, iou_type, max_dets, dets_per_class)
     precision, recall = accumulate(matches)
     groups = gt.frequency_groups()
-    metrics: dict = summarize(precision, recall, groups, max_dets)
+    label = max_dets if dets_per_class is None else f"{dets_per_class}perclass"
+    metrics: dict = summarize(precision, recall, groups, label)
     if bootstrap:
         metrics.update(confidence_intervals(matches, groups, len(gt.image_ids), bootstrap, seed, interval))
     if per_class:
@@ -170,11 +203,25 @@ def _class_row(category_id, name, frequency, counts, ap) -> dict:
             "image_count": image_count, "instance_count": instance_count, "AP": float(ap)}  # fmt: skip
 
 
-def _evaluate_reference(ann_file, results_file, iou_type, max_dets, per_class=False) -> dict:
-    """``LVISEval`` itself, as a user of the ``lvis`` package would call it."""
+def _evaluate_reference(
+    ann_file, results_file, iou_type, max_dets, per_class=False, dets_per_class=None
+) -> dict:
+    """``LVISEval`` itself, as a user of the ``lvis`` package would call it; under the fixed protocol
+    (``dets_per_class``) as Dave et al.'s ``scripts/evaluate_ap_fixed.py`` calls it."""
     if not Path(ann_file).is_file():
         raise FileNotFoundError(f"annotation file {ann_file} does not exist")
     results = load_results(results_file)
+    label = max_dets
+    if dets_per_class is not None:
+        by_category: dict = {}
+        for det in results:
+            by_category.setdefault(det["category_id"], []).append(det)
+        results = [
+            det
+            for dets in by_category.values()
+            for det in sorted(dets, key=lambda d: d["score"], reverse=True)[:dets_per_class]
+        ]
+        max_dets, label = -1, f"{dets_per_class}perclass"  # no limit per image
     lvis = import_lvis()
     gt = lvis.LVIS(str(ann_file))
     dt = lvis.LVISResults(gt, results, max_dets=max_dets)
@@ -184,8 +231,9 @@ def _evaluate_reference(ann_file, results_file, iou_type, max_dets, per_class=Fa
     with numpy_float_alias():
         lvis_eval.accumulate()
     lvis_eval.summarize()
-    keys = metric_keys(max_dets)
-    metrics = {key: float(lvis_eval.results[key]) for key in keys[:13]}
+    keys = metric_keys(label)
+    theirs = metric_keys(max_dets)  # the lvis package's names: AR@-1 under the fixed protocol
+    metrics = {key: float(lvis_eval.results[their]) for key, their in zip(keys[:13], theirs, strict=False)}
     for group, key in zip("rcf", keys[13:], strict=True):
         metrics[key] = _group_recall(lvis_eval, group)
     if per_class:
@@ -199,7 +247,7 @@ def _evaluate_reference(ann_file, results_file, iou_type, max_dets, per_class=Fa
     return metrics
 
 
-def format_metrics(metrics: dict, max_dets: int = 300) -> str:
+def format_metrics(metrics: dict, max_dets: int | str = 300) -> str:
     """The 16 lines the original printed after evaluation, then any bootstrap intervals."""
     lines = []
     for layout_key, key in zip(METRIC_KEYS, metric_keys(max_dets), strict=True):

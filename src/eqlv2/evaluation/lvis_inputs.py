@@ -8,6 +8,10 @@ does before matching, and what this module reproduces:
   in the result file; an image with more than ``max_dets`` detections keeps its ``max_dets`` best (a stable
   sort by score, so equal scores keep file order), the others keep file order.  Detection ``k`` of that
   list is the ``k``-th in every later tie-break.
+* Under the fixed protocol (Dave et al. 2021, ``scripts/evaluate_ap_fixed.py`` of large-vocab-devil)
+  there is no per-image cap; instead the list is regrouped by category, categories in the order they
+  first appear in the file, each keeping its ``K`` best by a stable sort on descending score, and handed
+  to ``LVISResults`` with ``max_dets=-1``, which keeps that order.
 * A detection's area is ``w * h`` of its box when the (first) detection has a ``bbox``, else its mask area.
 * ``LVIS.get_ann_ids`` keeps only annotations and detections with ``0 < area < inf``: degenerate
   ground truth (zero width or height, real LVIS v1 val has some) disappears, and with it the image's
@@ -23,6 +27,7 @@ size), this module raises a one-line ``ValueError`` naming the file and the dete
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +52,7 @@ from eqlv2.evaluation.result_file import (
 )
 
 FREQUENCIES = ("r", "c", "f")
+_log = logging.getLogger(__name__)
 _TABLE_LIMIT = 1 << 23  # ids below this are looked up in a table (64 MiB at most)
 
 
@@ -223,7 +229,7 @@ def load_ground_truth(path: str | Path, iou_type: str) -> GroundTruth:
     order = np.flatnonzero(kept)
     order = order[np.argsort(image_index[order], kind="stable")]
     kept_anns = [annotations[i] for i in order]
-    region = "segmentation" if iou_type == "segm" else "bbox"
+    region = "bbox" if iou_type == "bbox" else "segmentation"
     regions = [_field(a, region, path, "annotation") for a in kept_anns]
     bbox = np.array(regions, np.float64).reshape(-1, 4) if region == "bbox" else np.zeros((len(order), 4))
     masks = (None, None, None)
@@ -312,6 +318,25 @@ def _cap_per_image(image, score, num_images, max_dets):  # pragma: no cover
         kept[n : n + len(members)] = members
         n += len(members)
     return kept[:n]
+
+
+def top_per_category(category: np.ndarray, score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the detections the fixed protocol keeps, in the order of its result list, and the
+    number of detections of each category present (in that category order) before the cut.
+
+    The order is the one Dave et al.'s script hands to ``LVISResults``: categories in the order they first
+    appear in the file (a dict filled in file order), each category's detections by a stable sort on
+    descending score (ties in file order), the first ``k`` of each.
+    """
+    present, first = np.unique(category, return_index=True)
+    rank = np.empty(len(present), np.int64)  # a category's place by first appearance
+    rank[np.argsort(first, kind="stable")] = np.arange(len(present))
+    category_rank = rank[np.searchsorted(present, category)]
+    order = np.lexsort((-score, category_rank))  # lexsort is stable: equal scores keep file order
+    counts = np.bincount(category_rank, minlength=len(present))
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    within = np.arange(len(order)) - np.repeat(start, counts)
+    return order[within < k], counts
 
 
 def mask_rle(segmentation: Any, height: int, width: int) -> dict:
@@ -436,12 +461,18 @@ def _masks(results: Results, index: np.ndarray, image: np.ndarray, gt: GroundTru
 
 
 def load_detections(
-    path: str | Path, gt: GroundTruth, iou_type: str, max_dets: int, results: Results | None = None
+    path: str | Path,
+    gt: GroundTruth,
+    iou_type: str,
+    max_dets: int,
+    results: Results | None = None,
+    dets_per_class: int | None = None,
 ) -> Detections:
     """Read a COCO-style result file and select what ``LVISEval`` would match, in its order.
 
     ``results``: the file already read by :func:`read_results` (which ``match_lvis`` does while the
-    ground truth is read).
+    ground truth is read).  ``dets_per_class``: the fixed protocol, each category's best that many over
+    the file and no per-image cap (``max_dets`` is then not used); categories with fewer are logged.
     """
     path = Path(path)
     results = read_results(path) if results is None else results
@@ -450,7 +481,7 @@ def load_detections(
         raise ValueError(f"{path}: holds no detections; LVIS evaluation needs at least one")
     for bit, field in ((IMAGE_ID, "image_id"), (CATEGORY_ID, "category_id"), (SCORE, "score")):
         _lacking(results, bit, every, field, path)
-    if iou_type == "segm":
+    if iou_type != "bbox":
         _lacking(results, SEGMENTATION, every, "segmentation", path)
     # Every detection is checked, also those the cap or the federated rule will drop: a NaN or a mask of
     # the wrong size anywhere means the file is not what it should be.
@@ -473,7 +504,17 @@ def load_detections(
             f"of {gt.path} (a category-id mapping bug?)"
         )
 
-    kept = _cap_per_image(image_index, results.score, len(gt.image_ids), max_dets)
+    if dets_per_class is None:
+        kept = _cap_per_image(image_index, results.score, len(gt.image_ids), max_dets)
+    else:
+        kept, counts = top_per_category(category_index, results.score, dets_per_class)
+        short = gt.num_categories - int(np.sum(counts >= dets_per_class))
+        if short:
+            _log.warning(
+                "%s: %d of the %d categories have fewer than %d detections; their AP_fixed is underestimated "
+                "unless inference wrote every detection it had for them (no per-image cap)",
+                path, short, gt.num_categories, dets_per_class,
+            )  # fmt: skip
     masked = np.flatnonzero((results.fields & SEGMENTATION) > 0)
     masked = masked[[int(i) not in results.polygons for i in masked]] if results.polygons else masked
     wrong = np.flatnonzero((results.mask_size[masked] != gt.image_sizes[image_index[masked]]).any(axis=1))
@@ -513,7 +554,7 @@ def load_detections(
     chosen = np.flatnonzero(selected)
     mask_text = mask_begin = mask_end = None
     escaped = False
-    if iou_type == "segm":
+    if iou_type != "bbox":
         if masks is None:
             mask_text, mask_begin, mask_end, escaped = _masks(
                 results, kept[chosen], image_index[chosen], gt, path

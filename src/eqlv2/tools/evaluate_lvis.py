@@ -6,7 +6,15 @@ import argparse
 
 import pandas as pd
 
-from eqlv2.evaluation.lvis import BACKENDS, IOU_TYPES, evaluate_lvis, format_metrics
+from eqlv2.evaluation.lvis import (
+    BACKENDS,
+    DETS_PER_CLASS,
+    IOU_TYPES,
+    PROTOCOLS,
+    evaluate_lvis,
+    format_metrics,
+    limit_label,
+)
 from eqlv2.evaluation.lvis_intervals import INTERVALS
 from eqlv2.io import atomic_write_json, atomic_write_text
 
@@ -20,7 +28,9 @@ def add_parser(subparsers) -> None:
             "(300 detections per image) and write AP, AP50, AP75, APs/m/l, APr/c/f, AR@300, ARs/m/l@300 "
             "and ARr/c/f@300 (AR keys name --max-dets).  The default backend is this package's exact "
             "implementation of LVISEval (same numbers within 1e-9, tens of times faster); --backend lvis "
-            "runs LVISEval itself.  --bootstrap N adds 95% intervals of AP, APr, APc and APf "
+            "runs LVISEval itself.  --protocol fixed is Dave et al.'s AP_fixed: each category's "
+            "--dets-per-class best detections over the split (10000), no per-image cap; its AR keys are "
+            "AR@10000perclass etc.  --bootstrap N adds 95% intervals of AP, APr, APc and APf "
             "(<key>_ci95) from N resamples of the images: by default half-samples without replacement "
             "(--interval subsampling, whose coverage benchmarks/interval_coverage.py measures), else "
             "resamples with replacement (percentile, bca).\n\nExample:\n  eqlv2 evaluate-lvis --ann "
@@ -33,7 +43,17 @@ def add_parser(subparsers) -> None:
     p.add_argument("--results", required=True, metavar="DT_JSON", help="COCO-style result file")
     p.add_argument("--iou-type", required=True, choices=IOU_TYPES)
     p.add_argument("--out", required=True, metavar="METRICS_JSON")
-    p.add_argument("--max-dets", type=int, default=300, help="detections kept per image (LVIS: 300)")
+    p.add_argument(
+        "--max-dets", type=int, default=300, help="detections kept per image (LVIS: 300; standard protocol)"
+    )
+    p.add_argument(
+        "--protocol", choices=PROTOCOLS, default="standard",
+        help="standard (a cap per image) or fixed (AP_fixed: a cap per category over the split)",
+    )  # fmt: skip
+    p.add_argument(
+        "--dets-per-class", type=int, default=DETS_PER_CLASS, metavar="K",
+        help="detections kept per category under --protocol fixed (default %(default)s)",
+    )  # fmt: skip
     p.add_argument(
         "--backend", choices=BACKENDS, default="fast", help="fast (default) or lvis, the reference"
     )
@@ -53,11 +73,12 @@ def add_parser(subparsers) -> None:
 def command(args: argparse.Namespace) -> None:
     metrics = evaluate_lvis(
         args.ann, args.results, args.iou_type, args.max_dets, args.backend, args.bootstrap, args.seed,
+        protocol=args.protocol, dets_per_class=args.dets_per_class,
         per_class=bool(args.per_class), interval=args.interval,
     )  # fmt: skip
     print(f"{args.iou_type} AP")
     rows = metrics.pop("per_class", None)
-    print(format_metrics(metrics, args.max_dets))
+    print(format_metrics(metrics, limit_label(args.protocol, args.max_dets, args.dets_per_class)))
     if rows is not None:
         atomic_write_text(args.per_class, pd.DataFrame(rows).to_csv(index=False))
     atomic_write_json(args.out, metrics)
