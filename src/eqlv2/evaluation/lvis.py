@@ -21,6 +21,9 @@ Protocols (``protocol``):
   ``scripts/evaluate_ap_fixed.py`` (``LVISResults(max_dets=-1)``, ``params.max_dets = -1``).  The
   ``lvis`` package names its AR keys ``AR@-1`` then; here they name the limit per category,
   ``AR@10000perclass`` (``ARr@10000perclass``, ...), so that a table never mixes them up with ``AR@300``.
+
+``iou_type="boundary"`` is Boundary AP (Cheng et al. 2021, the LVIS Challenge 2021's metric): the segm
+evaluation with IoU = min(mask IoU, boundary IoU), under either protocol (:mod:`~eqlv2.evaluation.boundary`).
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ from eqlv2.evaluation.lvis_scoring import accumulate, per_class_ap, summarize
 
 AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 AR_KEYS = ("AR", "ARs", "ARm", "ARl", "ARr", "ARc", "ARf")
-IOU_TYPES = ("bbox", "segm")
+IOU_TYPES = ("bbox", "segm")  # what mmdet's models give and the mmengine metric reads
+EVALUATION_IOU_TYPES = (*IOU_TYPES, "boundary")  # boundary: the segm results scored by Boundary IoU
 BACKENDS = ("fast", "lvis")
 PROTOCOLS = ("standard", "fixed")
 DETS_PER_CLASS = 10_000  # Dave et al.'s K, also the LVIS Challenge 2021's
@@ -130,8 +134,8 @@ def evaluate_lvis(
     ``per_class``, under ``per_class``, one row per category: its id, name, frequency group, training
     image and instance counts (from the annotation file's categories) and AP (-1: no ground truth).
     """
-    if iou_type not in IOU_TYPES:
-        raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
+    if iou_type not in EVALUATION_IOU_TYPES:
+        raise ValueError(f"iou_type must be one of {EVALUATION_IOU_TYPES}, got {iou_type!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if protocol not in PROTOCOLS:
@@ -151,6 +155,8 @@ def evaluate_lvis(
         )
     if bootstrap:
         raise ValueError("bootstrap intervals need the fast backend (--backend fast)")
+    if iou_type == "boundary":
+        raise ValueError("the lvis package has no boundary IoU; Boundary AP needs the fast backend")
     return _evaluate_reference(ann_file, results_file, iou_type, max_dets, per_class, per_category)
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 from eqlv2.evaluation.lvis import (
     BACKENDS,
     DETS_PER_CLASS,
-    IOU_TYPES,
+    EVALUATION_IOU_TYPES,
     PROTOCOLS,
     evaluate_lvis,
     format_metrics,
@@ -30,7 +30,9 @@ def add_parser(subparsers) -> None:
             "implementation of LVISEval (same numbers within 1e-9, tens of times faster); --backend lvis "
             "runs LVISEval itself.  --protocol fixed is Dave et al.'s AP_fixed: each category's "
             "--dets-per-class best detections over the split (10000), no per-image cap; its AR keys are "
-            "AR@10000perclass etc.  --bootstrap N adds 95% intervals of AP, APr, APc and APf "
+            "AR@10000perclass etc.  --iou-type boundary is Boundary AP "
+            "(Cheng et al. 2021): the masks scored by min(mask IoU, boundary IoU).  --bootstrap N adds "
+            "95% intervals of AP, APr, APc and APf "
             "(<key>_ci95) from N resamples of the images: by default half-samples without replacement "
             "(--interval subsampling, whose coverage benchmarks/interval_coverage.py measures), else "
             "resamples with replacement (percentile, bca).\n\nExample:\n  eqlv2 evaluate-lvis --ann "
@@ -41,7 +43,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--ann", required=True, metavar="GT_JSON", help="LVIS-format annotation file")
     p.add_argument("--results", required=True, metavar="DT_JSON", help="COCO-style result file")
-    p.add_argument("--iou-type", required=True, choices=IOU_TYPES)
+    p.add_argument("--iou-type", required=True, choices=EVALUATION_IOU_TYPES)
     p.add_argument("--out", required=True, metavar="METRICS_JSON")
     p.add_argument(
         "--max-dets", type=int, default=300, help="detections kept per image (LVIS: 300; standard protocol)"
