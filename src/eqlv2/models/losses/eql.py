@@ -36,10 +36,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from mmdet.models.losses import accuracy
 from mmdet.registry import MODELS
 from mmengine.logging import print_log
 from torch import Tensor, nn
+
+from .sigmoid_head import SigmoidClassifierHooks
 
 __all__ = ["EQL", "eql_loss", "load_category_statistics", "load_ann_categories"]
 
@@ -185,7 +186,7 @@ def eql_loss(
 
 
 @MODELS.register_module()
-class EQL(nn.Module):
+class EQL(SigmoidClassifierHooks, nn.Module):
     """Equalization Loss, `arXiv:2003.05176 <https://arxiv.org/abs/2003.05176>`_.
 
     ``fc_cls`` gets C outputs (no background channel).  At test time the head receives sigmoid
@@ -223,10 +224,6 @@ class EQL(nn.Module):
         # Constant, derived from ann_file: moves with .to(device) but stays out of checkpoints.
         self.register_buffer("tail", (freq < lambda_).float(), persistent=False)
 
-        self.custom_cls_channels = True
-        self.custom_activation = True
-        self.custom_accuracy = True
-
         print_log(
             f"set up EQL ({frequency} frequency, lambda={lambda_}), {int(self.tail.sum())} classes included.",
             logger="current",
@@ -252,31 +249,3 @@ class EQL(nn.Module):
         )
         # Float32 whatever autocast made of the logits (mixed precision), like the original's float32 run.
         return eql_loss(cls_score.float(), labels, self.tail, reduction, self.loss_weight)
-
-    def get_cls_channels(self, num_classes: int) -> int:
-        """C class logits, no background logit."""
-        assert num_classes == self.num_classes, (
-            f"EQL(num_classes={self.num_classes}) is used in a head with num_classes={num_classes}"
-        )
-        return num_classes
-
-    def get_activation(self, cls_score: Tensor) -> Tensor:
-        """sigmoid over the C logits plus a zero background column: (N, C + 1), as the original head did."""
-        scores = torch.sigmoid(cls_score)
-        return torch.cat([scores, scores.new_zeros(scores.size(0), 1)], dim=1)
-
-    def get_accuracy(self, cls_score: Tensor, labels: Tensor) -> dict[str, Tensor]:
-        """Logged accuracies (percent).
-
-        * ``acc_objectness``: foreground-vs-background, a RoI being called foreground when some class has
-          ``p > 0.5`` (there is no background logit), over all RoIs.
-        * ``acc_classes``: argmax over the C logits, over the foreground RoIs (0 when there are none).
-        """
-        is_fg = labels < self.num_classes
-        if labels.numel() == 0:
-            acc_objectness = cls_score.new_tensor(0.0)
-        else:
-            called_fg = (cls_score > 0).any(dim=1)
-            acc_objectness = (called_fg == is_fg).float().mean() * 100
-        acc_classes = accuracy(cls_score[is_fg], labels[is_fg])
-        return {"acc_objectness": acc_objectness, "acc_classes": acc_classes}

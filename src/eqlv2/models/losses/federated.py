@@ -57,12 +57,12 @@ import logging
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from mmdet.models.losses import accuracy
 from mmdet.registry import MODELS
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from .eql import load_category_statistics
+from .sigmoid_head import SigmoidClassifierHooks
 
 __all__ = ["FederatedLoss", "federated_sampling_weights"]
 
@@ -89,7 +89,7 @@ def _rank() -> int:
 
 
 @MODELS.register_module()
-class FederatedLoss(nn.Module):
+class FederatedLoss(SigmoidClassifierHooks, nn.Module):
     """Federated Loss, `arXiv:2103.07461 <https://arxiv.org/abs/2103.07461>`_ (see the module docstring).
 
     ``fc_cls`` gets C outputs (no background channel).  As for EQL and EQLv2, the classifier bias should
@@ -133,10 +133,6 @@ class FederatedLoss(nn.Module):
         # .to(device) must not round or move the probabilities.
         self.sample_weights = federated_sampling_weights(frequency, freq_weight_power)
         self._generator: torch.Generator | None = None
-
-        self.custom_cls_channels = True
-        self.custom_activation = True
-        self.custom_accuracy = True
 
         print_log(
             f"set up Federated Loss: {fed_loss_num_classes} of {num_classes} classes per iteration, "
@@ -221,29 +217,3 @@ class FederatedLoss(nn.Module):
         if reduction == "sum":
             return loss.sum()
         return loss.sum() / max(logits.size(0), 1)
-
-    def get_cls_channels(self, num_classes: int) -> int:
-        """C class logits, no background logit."""
-        assert num_classes == self.num_classes, (
-            f"FederatedLoss(num_classes={self.num_classes}) is used in a head with num_classes={num_classes}"
-        )
-        return num_classes
-
-    def get_activation(self, cls_score: Tensor) -> Tensor:
-        """Sigmoid over the C logits plus a zero background column: (N, C + 1), for mmdet's NMS."""
-        scores = torch.sigmoid(cls_score)
-        return torch.cat([scores, scores.new_zeros(scores.size(0), 1)], dim=1)
-
-    def get_accuracy(self, cls_score: Tensor, labels: Tensor) -> dict[str, Tensor]:
-        """Logged accuracies (percent), as EQL's.
-
-        * ``acc_objectness``: a RoI is called foreground when some class has ``p > 0.5``, over all RoIs.
-        * ``acc_classes``: argmax over the C logits, over the foreground RoIs (0 when there are none).
-        """
-        is_fg = labels < self.num_classes
-        if labels.numel() == 0:
-            acc_objectness = cls_score.new_tensor(0.0)
-        else:
-            acc_objectness = ((cls_score > 0).any(dim=1) == is_fg).float().mean() * 100
-        acc_classes = accuracy(cls_score[is_fg], labels[is_fg])
-        return {"acc_objectness": acc_objectness, "acc_classes": acc_classes}
