@@ -188,8 +188,8 @@ def _evaluate_fast(
     gt, matches = match_lvis(ann_file, results_file, iou_type, max_dets, dets_per_class)
     precision, recall = accumulate(matches)
     groups = gt.frequency_groups()
-    label = max_dets if dets_per_class is None else f"{dets_per_class}perclass"
-    metrics: dict = summarize(precision, recall, groups, label)
+    protocol = "standard" if dets_per_class is None else "fixed"
+    metrics: dict = summarize(precision, recall, groups, limit_label(protocol, max_dets, dets_per_class))
     if bootstrap:
         metrics.update(confidence_intervals(matches, groups, len(gt.image_ids), bootstrap, seed, interval))
     if per_class:
@@ -227,7 +227,7 @@ def _evaluate_reference(
             for dets in by_category.values()
             for det in sorted(dets, key=lambda d: d["score"], reverse=True)[:dets_per_class]
         ]
-        max_dets, label = -1, f"{dets_per_class}perclass"  # no limit per image
+        max_dets, label = -1, limit_label("fixed", dets_per_class=dets_per_class)  # no limit per image
     lvis = import_lvis()
     gt = lvis.LVIS(str(ann_file))
     dt = lvis.LVISResults(gt, results, max_dets=max_dets)
