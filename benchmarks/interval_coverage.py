@@ -238,6 +238,7 @@ def restrict(matches: Matches, chosen: np.ndarray) -> Matches:
         fp=matches.fp[:1, :, keep],
         category_start=np.concatenate([[0], np.cumsum(np.bincount(category[keep], minlength=num_cats))]),
         image=new_image[matches.image[keep]],
+        score=matches.score[keep],
         tie_block_start=np.append(position[kept_blocks], keep.sum()).astype(np.int64),
         num_gt=np.bincount(matches.gt_category[gt_keep & matches.gt_regular_all], minlength=num_cats)[
             None

@@ -20,7 +20,12 @@ Protocols (``protocol``):
   file order) and no per-image cap, then the same protocol; the numbers of their
   ``scripts/evaluate_ap_fixed.py`` (``LVISResults(max_dets=-1)``, ``params.max_dets = -1``).  The
   ``lvis`` package names its AR keys ``AR@-1`` then; here they name the limit per category,
-  ``AR@10000perclass`` (``ARr@10000perclass``, ...), so that a table never mixes them up with ``AR@300``.
+  ``AR@10000perclass`` (``ARr@10000perclass``, ...), so that a table never mixes them up with ``AR@300``;
+* ``pooled``: AP_pool of Dave et al. 2021, which measures calibration: the fixed protocol's selection and
+  per-category matching, then one ranking of all detections of a pool of categories (every category; the
+  r, c and f groups) by score, scored as one category at area "all": ``AP_pool``, ``APr_pool``,
+  ``APc_pool``, ``APf_pool`` (the numbers their ``scripts/evaluate_ap_pooled.py`` reports as
+  ``AP-pooled-all/r/c/f`` with ``--dets-per-cat``).
 
 ``iou_type="boundary"`` is Boundary AP (Cheng et al. 2021, the LVIS Challenge 2021's metric): the segm
 evaluation with IoU = min(mask IoU, boundary IoU), under either protocol (:mod:`~eqlv2.evaluation.boundary`).
@@ -44,14 +49,21 @@ from eqlv2.evaluation.lvis_inputs import (
 )
 from eqlv2.evaluation.lvis_intervals import INTERVALS, confidence_intervals
 from eqlv2.evaluation.lvis_matching import Matches, match
-from eqlv2.evaluation.lvis_scoring import accumulate, per_class_ap, summarize
+from eqlv2.evaluation.lvis_scoring import (
+    POOLED_KEYS,
+    accumulate,
+    per_class_ap,
+    pooled_ap,
+    pooled_curve_ap,
+    summarize,
+)
 
 AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 AR_KEYS = ("AR", "ARs", "ARm", "ARl", "ARr", "ARc", "ARf")
 IOU_TYPES = ("bbox", "segm")  # what mmdet's models give and the mmengine metric reads
 EVALUATION_IOU_TYPES = (*IOU_TYPES, "boundary")  # boundary: the segm results scored by Boundary IoU
 BACKENDS = ("fast", "lvis")
-PROTOCOLS = ("standard", "fixed")
+PROTOCOLS = ("standard", "fixed", "pooled")
 DETS_PER_CLASS = 10_000  # Dave et al.'s K, also the LVIS Challenge 2021's
 
 
@@ -144,12 +156,24 @@ def evaluate_lvis(
         raise ValueError(f"max_dets must be at least 1, got {max_dets}")
     if dets_per_class < 1:
         raise ValueError(f"dets_per_class must be at least 1, got {dets_per_class}")
-    per_category = dets_per_class if protocol == "fixed" else None
+    per_category = None if protocol == "standard" else dets_per_class
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be 0 (off) or a number of resamples, got {bootstrap}")
     if interval not in INTERVALS:
         raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
+    if protocol == "pooled" and bootstrap:
+        raise ValueError(
+            "bootstrap intervals are not available under the pooled protocol: the resampling re-accumulates "
+            "per category, and AP_pool ranks across categories"
+        )
+    if protocol == "pooled" and per_class:
+        raise ValueError(
+            "per-class AP is not defined under the pooled protocol: AP_pool ranks across categories"
+        )
     if backend == "fast":
+        if protocol == "pooled":
+            gt, matches = match_lvis(ann_file, results_file, iou_type, max_dets, per_category)
+            return pooled_ap(matches, gt.frequency_groups())
         return _evaluate_fast(
             ann_file, results_file, iou_type, max_dets, bootstrap, seed, per_class, interval, per_category
         )
@@ -157,7 +181,9 @@ def evaluate_lvis(
         raise ValueError("bootstrap intervals need the fast backend (--backend fast)")
     if iou_type == "boundary":
         raise ValueError("the lvis package has no boundary IoU; Boundary AP needs the fast backend")
-    return _evaluate_reference(ann_file, results_file, iou_type, max_dets, per_class, per_category)
+    return _evaluate_reference(
+        ann_file, results_file, iou_type, max_dets, per_class, per_category, protocol == "pooled"
+    )
 
 
 def match_lvis(
@@ -210,10 +236,11 @@ def _class_row(category_id, name, frequency, counts, ap) -> dict:
 
 
 def _evaluate_reference(
-    ann_file, results_file, iou_type, max_dets, per_class=False, dets_per_class=None
+    ann_file, results_file, iou_type, max_dets, per_class=False, dets_per_class=None, pooled=False
 ) -> dict:
     """``LVISEval`` itself, as a user of the ``lvis`` package would call it; under the fixed protocol
-    (``dets_per_class``) as Dave et al.'s ``scripts/evaluate_ap_fixed.py`` calls it."""
+    (``dets_per_class``) as Dave et al.'s ``scripts/evaluate_ap_fixed.py`` calls it; ``pooled``: AP_pool
+    from ``LVISEval.evaluate``'s per-image results (:func:`_reference_pooled_ap`)."""
     if not Path(ann_file).is_file():
         raise FileNotFoundError(f"annotation file {ann_file} does not exist")
     results = load_results(results_file)
@@ -234,6 +261,8 @@ def _evaluate_reference(
     lvis_eval = lvis.LVISEval(gt, dt, iou_type=iou_type)
     lvis_eval.params.max_dets = max_dets
     lvis_eval.evaluate()
+    if pooled:
+        return _reference_pooled_ap(lvis_eval)
     with numpy_float_alias():
         lvis_eval.accumulate()
     lvis_eval.summarize()
@@ -253,8 +282,41 @@ def _evaluate_reference(
     return metrics
 
 
+def _reference_pooled_ap(lvis_eval) -> dict:
+    """AP_pool over ``LVISEval.evaluate``'s results: for each pool, the ``evaluate_img`` entries of area
+    "all" listed image by image, category by category within an image, concatenated and stably sorted
+    by descending score, as Dave et al.'s ``LVISPooledEval.accumulate`` ranks them."""
+    params = lvis_eval.params
+    num_images, num_areas = len(params.img_ids), len(params.area_rng)
+    groups = lvis_eval._prepare_freq_group()
+    pools = [list(range(len(params.cat_ids))), *(groups[params.img_count_lbl.index(g)] for g in "rcf")]
+    metrics = {}
+    for key, pool in zip(POOLED_KEYS, pools, strict=True):
+        entries = [
+            lvis_eval.eval_imgs[c * num_areas * num_images + i] for i in range(num_images) for c in pool
+        ]
+        entries = [e for e in entries if e is not None]
+        if not entries:
+            metrics[key] = -1.0
+            continue
+        order = np.argsort(-np.concatenate([e["dt_scores"] for e in entries]), kind="mergesort")
+        # dt_matches holds annotation ids: 0 is no match, as LVISEval.accumulate reads it
+        matched = np.concatenate([e["dt_matches"] for e in entries], axis=1)[:, order] != 0
+        ignored = np.concatenate([e["dt_ignore"] for e in entries], axis=1)[:, order].astype(bool)
+        num_gt = int(np.count_nonzero(np.concatenate([e["gt_ignore"] for e in entries]) == 0))
+        metrics[key] = pooled_curve_ap(matched & ~ignored, ~matched & ~ignored, num_gt)
+    return metrics
+
+
 def format_metrics(metrics: dict, max_dets: int | str = 300) -> str:
-    """The 16 lines the original printed after evaluation, then any bootstrap intervals."""
+    """The 16 lines the original printed after evaluation, then any bootstrap intervals; under the
+    pooled protocol (``AP_pool`` present) its four lines instead."""
+    if "AP_pool" in metrics:
+        return "\n".join(
+            _LINE.format(title="Pooled AP     (AP_pool)", iou="0.50:0.95", area="all", dets=max_dets,
+                         cats=cats, value=metrics[key])
+            for key, cats in zip(POOLED_KEYS, ("all", "r", "c", "f"), strict=True)
+        )  # fmt: skip
     lines = []
     for layout_key, key in zip(METRIC_KEYS, metric_keys(max_dets), strict=True):
         title, iou, area, cats = _LAYOUT[layout_key]

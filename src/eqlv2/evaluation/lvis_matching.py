@@ -52,6 +52,7 @@ class Matches:
     fp: np.ndarray  # (A, T, D) bool
     category_start: np.ndarray  # (K + 1,) detections of category k are [start[k], start[k + 1])
     image: np.ndarray  # (D,) image index
+    score: np.ndarray  # (D,) float64, the detection's score (AP_pool ranks across categories by it)
     tie_block_start: np.ndarray  # (B + 1,) runs of equal (category, score, image), for resampling
     num_gt: np.ndarray  # (A, K) int64, regular annotations of each category and area range
     gt_image: np.ndarray  # (G,) image index of each kept annotation
@@ -241,6 +242,7 @@ def match(gt: GroundTruth, dts: Detections, iou_type: str) -> Matches:
         fp=fp[:, :, in_pair[acc]],
         category_start=np.searchsorted(category, np.arange(num_cats + 1)),
         image=image,
+        score=score,
         tie_block_start=np.append(np.flatnonzero(new_block), len(acc)),
         num_gt=num_gt.astype(np.int64),
         gt_image=gt.ann_image,

@@ -24,6 +24,7 @@ from eqlv2.evaluation.lvis_matching import AREA_LABELS, IOU_THRESHOLDS, RECALL_T
 
 EPS = np.spacing(1)
 BOOTSTRAP_KEYS = ("AP", "APr", "APc", "APf")
+POOLED_KEYS = ("AP_pool", "APr_pool", "APc_pool", "APf_pool")  # pools: every category, then r, c, f
 
 
 @numba.njit(cache=True, nogil=True)
@@ -229,3 +230,42 @@ def bootstrap_replicates(matches: Matches, groups: list[np.ndarray], weights: np
         for column, group in enumerate(groups, start=1):
             replicates[row, column] = _mean_valid(per_category[group])
     return replicates
+
+
+def pooled_curve_ap(tp: np.ndarray, fp: np.ndarray, num_gt: int) -> float:
+    """AP of one pool from its (T, N) flags in pooled ranking order, as ``accumulate`` scores a category.
+
+    Precision ``tp / (fp + tp + eps)`` made non-increasing from the right, read at the first detection
+    whose recall reaches each of the 101 thresholds (0 past the last), averaged over thresholds and IoUs;
+    -1 for a pool without regular ground truth, which Dave et al.'s pooled evaluation leaves at -1 too.
+    """
+    if num_gt == 0:
+        return -1.0
+    tp_sum = np.cumsum(tp, axis=1, dtype=np.float64)
+    fp_sum = np.cumsum(fp, axis=1, dtype=np.float64)
+    recall = tp_sum / num_gt
+    precision = np.maximum.accumulate((tp_sum / (fp_sum + tp_sum + EPS))[:, ::-1], axis=1)[:, ::-1]
+    at_recall = np.zeros((len(tp), len(RECALL_THRESHOLDS)))
+    for t in range(len(tp)):
+        index = np.searchsorted(recall[t], RECALL_THRESHOLDS, side="left")
+        reached = index < tp.shape[1]
+        at_recall[t, reached] = precision[t, index[reached]]
+    return float(np.mean(at_recall.ravel()))
+
+
+def pooled_ap(matches: Matches, groups: list[np.ndarray]) -> dict[str, float]:
+    """AP_pool (Dave et al. 2021) of every category and of the r, c, f groups, at area "all".
+
+    Matching is the per-category one; only the ranking changes: one list per pool, all its categories'
+    detections by descending score, ties by image, then category, then result-list position (the order
+    in which their ``LVISPooledEval`` concatenates ``evaluate_img``'s results before a stable sort).
+    """
+    num_cats = len(matches.category_start) - 1
+    category = np.repeat(np.arange(num_cats), np.diff(matches.category_start))
+    order = np.lexsort((np.arange(len(category)), category, matches.image, -matches.score))
+    tp, fp, ranked_category = matches.tp[0][:, order], matches.fp[0][:, order], category[order]
+    metrics = {}
+    for key, pool in zip(POOLED_KEYS, [np.arange(num_cats), *groups], strict=True):
+        inside = np.isin(ranked_category, pool)
+        metrics[key] = pooled_curve_ap(tp[:, inside], fp[:, inside], int(matches.num_gt[0, pool].sum()))
+    return metrics

@@ -30,7 +30,10 @@ def add_parser(subparsers) -> None:
             "implementation of LVISEval (same numbers within 1e-9, tens of times faster); --backend lvis "
             "runs LVISEval itself.  --protocol fixed is Dave et al.'s AP_fixed: each category's "
             "--dets-per-class best detections over the split (10000), no per-image cap; its AR keys are "
-            "AR@10000perclass etc.  --iou-type boundary is Boundary AP "
+            "AR@10000perclass etc.  --protocol pooled is their AP_pool (the same selection, one ranking "
+            "of every category's detections, and of the r, c, f groups': AP_pool, APr_pool, APc_pool, "
+            "APf_pool).  "
+            "--iou-type boundary is Boundary AP "
             "(Cheng et al. 2021): the masks scored by min(mask IoU, boundary IoU).  --bootstrap N adds "
             "95% intervals of AP, APr, APc and APf "
             "(<key>_ci95) from N resamples of the images: by default half-samples without replacement "
@@ -50,11 +53,11 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--protocol", choices=PROTOCOLS, default="standard",
-        help="standard (a cap per image) or fixed (AP_fixed: a cap per category over the split)",
+        help="standard (a cap per image), fixed (AP_fixed: a cap per category) or pooled (AP_pool)",
     )  # fmt: skip
     p.add_argument(
         "--dets-per-class", type=int, default=DETS_PER_CLASS, metavar="K",
-        help="detections kept per category under --protocol fixed (default %(default)s)",
+        help="detections kept per category under --protocol fixed or pooled (default %(default)s)",
     )  # fmt: skip
     p.add_argument(
         "--backend", choices=BACKENDS, default="fast", help="fast (default) or lvis, the reference"
