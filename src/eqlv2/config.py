@@ -122,12 +122,19 @@ def _model_num_classes(cfg: Config) -> list[tuple[str, int]]:
     return found
 
 
+def training_ann_file(cfg: Config) -> Path:
+    """The training annotation file of ``cfg`` (its innermost training dataset), where class counts live."""
+    loader = cfg.get("train_dataloader")
+    if not loader:
+        raise ValueError("the config has no train_dataloader to read training class counts from")
+    return _ann_path(next(_innermost_datasets(loader["dataset"])))
+
+
 def _point_losses_at_training_annotations(cfg: Config) -> None:
     """Losses that read class statistics (EQL, GroupSoftmax) read them from the training annotations."""
     loss_cls = cfg.model.get("roi_head", {}).get("bbox_head", {}).get("loss_cls", {})
-    loader = cfg.get("train_dataloader")
-    if "ann_file" in loss_cls and loader:
-        loss_cls["ann_file"] = str(_ann_path(next(_innermost_datasets(loader["dataset"]))))
+    if "ann_file" in loss_cls and cfg.get("train_dataloader"):
+        loss_cls["ann_file"] = str(training_ann_file(cfg))
 
 
 def load_run_config(

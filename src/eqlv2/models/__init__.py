@@ -5,6 +5,7 @@ from .init import SIGMOID_PRIOR_INIT_CFG, sigmoid_prior_init_cfg
 from .losses import EQL, EQLv2, GroupSoftmax
 from .lws import LWSBBoxHead, LWSLinear
 from .mask_head import LabelMaskHead
+from .norcal import NorCalBBoxHead
 
 __all__ = [
     "EQL",
@@ -14,6 +15,7 @@ __all__ = [
     "LWSBBoxHead",
     "LWSLinear",
     "LabelMaskHead",
+    "NorCalBBoxHead",
     "SIGMOID_PRIOR_INIT_CFG",
     "sigmoid_prior_init_cfg",
 ]

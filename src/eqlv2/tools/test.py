@@ -5,6 +5,10 @@ Scoring is a separate stage (``eqlv2 evaluate-lvis``, or ``convert-predictions``
 test evaluator (LVISMetric for the LVIS configs, CocoMetric for the OpenImages ones) only formats results:
 one file per metric it names (``bbox``, ``segm``).  Result files are written to a temporary folder and
 renamed into place.
+
+``norcal_gamma`` switches the box head to ``NorCalBBoxHead`` (eqlv2.models.norcal) for this run only: the
+trained weights load unchanged and the class scores are calibrated before mmdet's threshold, NMS and
+per-image cut, with counts from the config's training annotations.
 """
 
 from __future__ import annotations
@@ -18,11 +22,30 @@ from mmengine.config import DictAction
 
 from eqlv2.checkpoint import allow_mmengine_checkpoints
 from eqlv2.compat import import_lvis
-from eqlv2.config import load_run_config
+from eqlv2.config import load_run_config, training_ann_file
 from eqlv2.distributed import prepare_launcher
 from eqlv2.engine.run import build_runner
 
 RESULT_TYPES = ("bbox", "segm")
+NORCAL_HEADS = ("Shared2FCBBoxHead", "NorCalBBoxHead")
+
+
+def apply_norcal(cfg, gamma: float, count: str = "image") -> None:
+    """Make ``cfg``'s softmax box head a ``NorCalBBoxHead`` with ``gamma`` and the training ``count``.
+
+    Raises:
+        ValueError: The box head is not a plain ``Shared2FCBBoxHead`` (NorCal rescales a softmax over
+            classes; EQL/EQLv2's sigmoid heads have none), or the config has no training annotations.
+    """
+    head = cfg.model.roi_head.bbox_head
+    loss_cfg = head.get("loss_cls") or {}
+    loss = loss_cfg.get("type", "CrossEntropyLoss")
+    if head.get("type") not in NORCAL_HEADS or loss != "CrossEntropyLoss" or loss_cfg.get("use_sigmoid"):
+        raise ValueError(
+            f"NorCal needs a softmax Shared2FCBBoxHead; this config has {head.get('type')} with {loss}"
+        )
+    head["type"] = "NorCalBBoxHead"
+    head["norcal"] = dict(ann_file=str(training_ann_file(cfg)), gamma=float(gamma), count=count)
 
 
 def result_types(evaluator) -> list[str]:
@@ -42,13 +65,20 @@ def test(
     data_root: str | Path | None = None,
     cfg_options: dict | None = None,
     launcher: str = "none",
+    norcal_gamma: float | None = None,
+    norcal_count: str = "image",
 ) -> dict[str, Path]:
-    """Write ``{out_prefix}.<kind>.json`` for each result type of the test evaluator; return the paths."""
+    """Write ``{out_prefix}.<kind>.json`` for each result type of the test evaluator; return the paths.
+
+    ``norcal_gamma`` (None: no calibration) applies NorCal with that γ and ``norcal_count``.
+    """
     allow_mmengine_checkpoints()
     import_lvis()
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
     cfg = load_run_config(config, data_root, cfg_options, split="test")
+    if norcal_gamma is not None:
+        apply_norcal(cfg, norcal_gamma, norcal_count)
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_prefix.parent, prefix=".test-") as tmp:
@@ -94,13 +124,21 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data-root", help="dataset folder (annotations/, val2017/)")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE")
+    p.add_argument(
+        "--norcal-gamma", type=float, metavar="GAMMA",
+        help="NorCal calibration of a softmax box head: foreground scores / n_c^GAMMA, renormalised",
+    )  # fmt: skip
+    p.add_argument(
+        "--norcal-count", choices=["image", "instance"], default="image",
+        help="training count n_c for NorCal (default: image, as the reference code)",
+    )  # fmt: skip
     p.set_defaults(func=command, verb="test")
 
 
 def command(args: argparse.Namespace) -> None:
     written = test(
         args.config, args.checkpoint, args.out_prefix, args.data_root, args.cfg_options,
-        args.launcher,
+        args.launcher, args.norcal_gamma, args.norcal_count,
     )  # fmt: skip
     for kind, path in written.items():
         print(f"wrote {path} ({kind})")
