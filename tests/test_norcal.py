@@ -129,3 +129,13 @@ def test_eqlv2_test_refuses_norcal_for_sigmoid_heads(name):
 
     with pytest.raises(ValueError, match="NorCal needs a softmax Shared2FCBBoxHead"):
         apply_norcal(_toy_config(name), 0.4)
+
+
+def test_eqlv2_test_takes_the_norcal_setting():
+    from eqlv2.cli import build_parser
+
+    argv = ["test", "toy/mask-rcnn_r18_fpn_ce_toy.py", "--checkpoint", "m.pth", "--out-prefix", "p"]
+    plain = build_parser().parse_args(argv)
+    assert (plain.norcal_gamma, plain.norcal_count) == (None, "image")
+    calibrated = build_parser().parse_args([*argv, "--norcal-gamma", "0.6", "--norcal-count", "instance"])
+    assert (calibrated.norcal_gamma, calibrated.norcal_count) == (0.6, "instance")
