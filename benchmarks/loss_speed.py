@@ -1,10 +1,10 @@
-"""Forward + backward time of EQLv2, EQL and GroupSoftmax against the plain loss each one replaces.
+"""Forward + backward time of EQLv2, EQL, ECM and GroupSoftmax against the plain loss each one replaces.
 
 Run on demand: ``.venv/bin/python benchmarks/loss_speed.py [--rois N] [--classes C] [--repeats R]
 [--threads T]``.  The defaults are one iteration of an LVIS v1 box head: N = 1024 RoIs (2 images x 512
 sampled RoIs), C = 1203 classes, on the CPU with 2 threads.
 
-Why these baselines: EQLv2 and EQL are sigmoid losses, so the cost to beat is
+Why these baselines: EQLv2, EQL and ECM are sigmoid losses, so the cost to beat is
 ``F.binary_cross_entropy_with_logits(z, one_hot, reduction='sum') / N`` on the same logits and one-hot
 targets (built before the clock starts); GroupSoftmax replaces the softmax cross-entropy over C + 1
 logits.  The target is at most 1.5x the baseline.
@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from eqlv2.models import EQL, EQLv2, GroupSoftmax
+from eqlv2.models.losses import ECMLoss
 
 TARGET_RATIO = 1.5
 # LVIS v1's classes by training instance count, as BAGS groups them: (classes, lowest, highest count);
@@ -106,6 +107,7 @@ def build_cases(args: argparse.Namespace, ann_file: str, counts: torch.Tensor, g
     eqlv2 = EQLv2(num_classes=c)
     eql = EQL(num_classes=c, lambda_=EQL_TAIL_INSTANCES, ann_file=ann_file, frequency="instance")
     bags = GroupSoftmax(num_classes=c, ann_file=ann_file)
+    ecm = ECMLoss(num_classes=c, ann_file=ann_file)  # C + 1 logits; its one-hot is built inside the clock
     one_hot_bg = F.one_hot(labels, c + 1).float()  # background on the last channel (EQLv2's layout)
     one_hot_no_bg = one_hot_bg[:, :c].contiguous()  # background RoIs all zero (EQL's layout)
 
@@ -120,6 +122,8 @@ def build_cases(args: argparse.Namespace, ann_file: str, counts: torch.Tensor, g
         ("EQLv2", lambda z: eqlv2(z, labels), leaf(c + 1),
          "sigmoid BCE (C+1)", plain_bce(one_hot_bg), leaf(c + 1)),
         ("EQL", lambda z: eql(z, labels), leaf(c), "sigmoid BCE (C)", plain_bce(one_hot_no_bg), leaf(c)),
+        ("ECM", lambda z: ecm(z, labels), leaf(c + 1),
+         "sigmoid BCE (C+1)", plain_bce(one_hot_bg), leaf(c + 1)),
         ("GroupSoftmax", lambda z: bags(z, labels), leaf(bags.num_channels),
          "softmax CE (C+1)", lambda z: F.cross_entropy(z, labels), leaf(c + 1)),
     ]  # fmt: skip
