@@ -39,7 +39,7 @@ pytestmark = pytest.mark.slow
 LVIS = "lvis_v1/mask-rcnn_r50_fpn_{}_ms-1x_lvis-v1.py"
 OI = "openimages/faster-rcnn_{}_180k_oi-challenge2019.py"
 LVIS_CONFIGS = ["ce", "rfs", "eql-loss", "eqlv2-loss", "eqlv2-loss_rfs", "crt", "lws", "bags", "fed-loss",
-                "seesaw-loss", "seesaw-loss_rfs"]  # fmt: skip
+                "seesaw-loss", "seesaw-loss_rfs", "ecm-loss"]  # fmt: skip
 OI_CONFIGS = [f"{d}_fpn_{m}" for d in ("r50", "r101") for m in ("ce", "eql-loss", "eqlv2-loss")]
 ITERATION_BASED = {"crt", "lws"}  # LVIS: the decoupled 75k-iteration schedule; OpenImages: all
 DECOUPLED = {"crt": "remove", "bags": "remove", "lws": "reset"}  # surgery method of each
@@ -206,6 +206,9 @@ def test_lvis_v1_config(method, lvis_root, ce_baseline, tmp_path, monkeypatch):
         assert final[f"{head}loss_cls.pos_grad"].sum() > 0  # the 2 iterations accumulated statistics
     if method in ("eql-loss", "fed-loss"):
         assert final[f"{head}fc_cls.weight"].shape[0] == LVIS_NUM_CLASSES  # sigmoid: no background
+    if method == "ecm-loss":
+        assert final[f"{head}fc_cls.weight"].shape[0] == LVIS_NUM_CLASSES + 1  # classes and background
+        assert not [k for k in final if "loss_cls" in k]  # margins and weights come from ann_file
     if method.startswith("seesaw"):
         assert_seesaw_head(run, final)
     if method in DECOUPLED:
