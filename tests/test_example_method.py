@@ -107,7 +107,7 @@ def test_a_decoupled_own_method_is_marked_so(tmp_path):
     ("entry", "named"),
     [({"softmax": {"config": "x.py"}},
       "methods: 'softmax' is not one of the known methods (baseline, eql, rfs, lws, crt, bags, eqlv2, "
-      "eqlv2_rfs, seesaw, seesaw_rfs, fed_loss) and has no name (a method of one's own needs one"),
+      "eqlv2_rfs, seesaw, seesaw_rfs, fed_loss, ecm) and has no name (a method of one's own needs one"),
      ({"eqlv2": {"config": "x.py", "name": "Mine"}},
       "methods.eqlv2.name: 'eqlv2' is a known method, whose row label is 'EQLv2'"),
      ({"mine": {"config": "x.py", "name": "EQLv2"}},

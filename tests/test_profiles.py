@@ -28,11 +28,11 @@ def _shell_commands(plan: str, rule: str) -> list[str]:
 def test_profile_slurm_plans_the_paper_reproduction_on_slurm():
     plan = _plan("--profile", "slurm")
     assert "config/lvis_v1.yaml" in plan
-    # The paper's eight rows and three beyond it (Seesaw, Seesaw + RFS, Federated Loss): eleven training
+    # The paper's eight rows and four beyond it (Seesaw, Seesaw + RFS, Federated Loss, ECM): twelve training
     # jobs of 8 GPUs each (the original's 8x2 setting), submitted to SLURM ...
     trains = re.findall(r"\nrule train:\n(?:    .*\n)*?    resources: ([^\n]*)", plan)
-    assert len(trains) == 11
-    for method in ("seesaw", "seesaw_rfs", "fed_loss"):
+    assert len(trains) == 12
+    for method in ("seesaw", "seesaw_rfs", "fed_loss", "ecm"):
         assert f"results/lvis_v1/{method}/model_final.pth" in plan
     assert all("gpu=8" in r and "runtime=2880" in r for r in trains)
     # ... after the sha256-checked downloads of the data and the backbone weights.

@@ -28,7 +28,8 @@ PLOTS = ["ap_vs_frequency", "group_ap", "gradient_ratio", "loss_curves", "openim
 OI_CHAIN = ["convert_openimages", "train_openimages", "predict_openimages", "export_openimages_predictions",
             "evaluate_openimages", "grouped_ap", "openimages_table"]  # fmt: skip
 PAPER_ROWS = ["Baseline", "EQL", "RFS", "LWS", "cRT", "BAGS", "EQLv2", "EQLv2 + RFS"]
-ROWS = PAPER_ROWS + ["Seesaw", "Seesaw + RFS", "Federated Loss"]  # the small setting's rows beyond the paper
+# the small setting's rows beyond the paper
+ROWS = PAPER_ROWS + ["Seesaw", "Seesaw + RFS", "Federated Loss", "ECM"]
 OI_ROWS = ["Faster-R18 (half width)", "Faster-R18 (half width) + EQL", "Faster-R18 (half width) + EQLv2"]
 
 
@@ -162,7 +163,7 @@ def test_small_setting_runs_end_to_end(tmp_path):
     assert list(table.columns) == ["method", "end2end", "seeds", "AP", "AP sd", "APr", "APr sd", "APc",
                                    "APc sd", "APf", "APf sd", "AP (box)", "note"]  # fmt: skip
     assert list(table["method"]) == ROWS  # the paper's rows first, then the new ones
-    assert list(table["note"]) == [""] * len(PAPER_ROWS) + ["beyond the paper"] * 3
+    assert list(table["note"]) == [""] * len(PAPER_ROWS) + ["beyond the paper"] * 4
     assert list(table["seeds"]) == [len(SEEDS)] * len(ROWS)
     baseline = table.iloc[0]
     assert baseline["method"] == "Baseline" and baseline["end2end"] == "√"
