@@ -103,6 +103,18 @@ def test_rows_beyond_the_paper_follow_its_rows_and_say_so(tmp_path):
     assert "note" not in build_table({"eqlv2": _metrics(tmp_path, "eqlv2", 0.2, 0.25)}, "toy")
 
 
+def test_the_ecm_row_shows_the_authors_1x_numbers_as_a_labelled_reference(tmp_path):
+    table = build_table({key: _metrics(tmp_path, key, 0.2, 0.25) for key in ("ecm", "eqlv2")}, "lvis_v1")
+    assert list(table["method"]) == ["EQLv2", "ECM"]
+    ecm = table.iloc[1]
+    assert ecm["note"] == "beyond the paper; reference: ECM-Loss, 1x with RFS + normed heads"
+    # Another recipe (RFS, cosine classifier, normed mask): shown, never as a difference to our row.
+    assert (ecm["AP (paper)"], ecm["AP (box, paper)"]) == (26.4, 26.9)
+    assert pd.isna(ecm["AP Δ"])
+    toy = build_table({"ecm": _metrics(tmp_path, "ecm", 0.2, 0.25)}, "toy")
+    assert list(toy["note"]) == ["beyond the paper"]  # no reference off LVIS v1
+
+
 def test_methods_of_ones_own_follow_every_known_row_in_their_order(tmp_path):
     own = {"zeta": Method("zeta", "Zeta (mine)", True, own=True),
            "alpha": Method("alpha", "Alpha (mine)", False, own=True)}  # fmt: skip
