@@ -753,7 +753,7 @@ def time_lvis_iteration(config: str, mode: str, data_root: Path, work: Path) -> 
 def lvis_iteration(report: Path, name: str, work: Path) -> None:
     """One of :data:`LVIS_RUNS`, in this process (started by :func:`lvis_timing`)."""
     _require_cuda()
-    import eqlv2  # noqa: F401  (registers the package's modules)
+    import eqlv2.plugin  # noqa: F401  (registers the package's modules)
 
     config, mode = LVIS_RUNS[name]
     figures = time_lvis_iteration(config, mode, work / "lvis_like", work)

@@ -54,7 +54,7 @@ def main() -> None:
     from mmengine.registry import MODELS, init_default_scope
     from mmengine.runner import Runner
 
-    import eqlv2  # noqa: F401  (registers the modules)
+    import eqlv2.plugin  # noqa: F401  (registers the modules)
     from eqlv2.config import load_run_config
     from eqlv2.datasets.toy import ToySpec, make_toy
 

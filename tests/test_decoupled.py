@@ -21,7 +21,7 @@ from mmengine.config import Config
 from mmengine.structures import InstanceData
 from torch import nn
 
-import eqlv2  # noqa: F401  (registers the models)
+import eqlv2.plugin  # noqa: F401  (registers the models)
 from eqlv2.checkpoint import load_checkpoint
 from eqlv2.models import DecoupledMaskRCNN, LWSLinear
 from eqlv2.tools.surgery import surgery

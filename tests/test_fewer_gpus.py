@@ -140,7 +140,7 @@ def test_eqlv2_train_refuses_a_world_size_that_does_not_divide_the_global_batch(
 # The comparison run: the toy EQLv2 config with nothing in it that depends on how images are batched.
 COMPARISON_CONFIG = """\
 _base_ = '{base}'
-custom_imports = dict(imports=['eqlv2', 'tests.batch_recorder'], allow_failed_imports=False)
+custom_imports = dict(imports=['eqlv2.plugin', 'tests.batch_recorder'], allow_failed_imports=False)
 model = dict(
     backbone=dict(norm_eval=True),  # batch norm with its running statistics, not the batch's
     train_cfg=dict(rcnn=dict(sampler=dict(num=2048))))  # every proposal is a sampled RoI

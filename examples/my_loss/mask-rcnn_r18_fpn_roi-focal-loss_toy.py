@@ -12,7 +12,7 @@ if "{{ fileDirname }}" not in sys.path:
 # The baseline, by its path relative to this file (mmengine's `package::` prefix knows only OpenMMLab's
 # packages).  A copy of this folder elsewhere points this at src/eqlv2/configs/toy/ of its checkout.
 _base_ = ["../../src/eqlv2/configs/toy/mask-rcnn_r18_fpn_ce_toy.py"]
-custom_imports = dict(imports=["eqlv2", "my_loss"], allow_failed_imports=False)
+custom_imports = dict(imports=["eqlv2.plugin", "my_loss"], allow_failed_imports=False)
 
 model = dict(
     roi_head=dict(

@@ -4,62 +4,49 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import importlib
 import sys
 
-from eqlv2.engine.hooks import NonFiniteLossError
-from eqlv2.tools import (
-    collect_metrics,
-    convert_openimages,
-    convert_predictions,
-    doctor,
-    download,
-    evaluate_lvis,
-    evaluate_openimages,
-    grouped_ap,
-    import_checkpoint,
-    launch_node,
-    make_toy,
-    openimages_table,
-    per_class_table,
-    plot,
-    surgery,
-    table,
-    test,
-    train,
-    unpack,
-)
+from eqlv2.errors import NonFiniteLossError
 
+# The verbs in the pipeline's order; each is the module eqlv2.tools.<verb with "_" for "-">.
 VERBS = (
-    download,
-    unpack,
-    make_toy,
-    train,
-    launch_node,
-    surgery,
-    import_checkpoint,
-    test,
-    evaluate_lvis,
-    convert_openimages,
-    convert_predictions,
-    evaluate_openimages,
-    grouped_ap,
-    collect_metrics,
-    table,
-    per_class_table,
-    openimages_table,
-    plot,
-    doctor,
+    "download",
+    "unpack",
+    "make-toy",
+    "train",
+    "launch-node",
+    "surgery",
+    "import-checkpoint",
+    "test",
+    "evaluate-lvis",
+    "convert-openimages",
+    "convert-predictions",
+    "evaluate-openimages",
+    "grouped-ap",
+    "collect-metrics",
+    "table",
+    "per-class-table",
+    "openimages-table",
+    "plot",
+    "doctor",
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verbs: tuple[str, ...] = VERBS) -> argparse.ArgumentParser:
+    """The command's parser with ``verbs`` in it: their modules are imported only here.
+
+    A verb's module imports what it needs (torch and mmdet for training and inference, numba for the
+    evaluator), so a run of one verb imports one module: ``eqlv2 evaluate-lvis`` then starts without
+    paying for torch, mmengine and mmdet, seconds of every fresh process on a slow machine.
+    """
     parser = argparse.ArgumentParser(
         prog="eqlv2",
         description="Equalization losses for long-tailed detection: the stages of the pipeline.",
     )
     subparsers = parser.add_subparsers(title="verbs", metavar="VERB")
-    for verb in VERBS:
-        verb.add_parser(subparsers)
+    for verb in verbs:
+        importlib.import_module(f"eqlv2.tools.{verb.replace('-', '_')}").add_parser(subparsers)
     return parser
 
 
@@ -69,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     # when a caller (a test) has put something without a file descriptor in sys.stderr.
     if sys.__stderr__ is not None:
         faulthandler.enable(file=sys.__stderr__)
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser((argv[0],) if argv and argv[0] in VERBS else VERBS)
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)

@@ -11,11 +11,9 @@ from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from eqlv2.errors import NonFiniteLossError
+
 STAT_NAMES = ("pos_grad", "neg_grad", "pos_neg")
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss."""
 
 
 def _statistics_modules(model) -> dict[str, torch.nn.Module]:

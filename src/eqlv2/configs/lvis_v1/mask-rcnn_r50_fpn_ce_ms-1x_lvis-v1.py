@@ -3,7 +3,7 @@
 # (shorter side 640-800), single-scale 1333x800 testing, score threshold 1e-4, 300 detections per image.
 # mmdet's LVIS v1 config is the same model and schedule with RFS; the baseline samples images uniformly.
 _base_ = 'mmdet::lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py'
-custom_imports = dict(imports=['eqlv2'], allow_failed_imports=False)
+custom_imports = dict(imports=['eqlv2.plugin'], allow_failed_imports=False)
 
 data_root = 'resources/lvis_v1/'  # `eqlv2 train --data-root` replaces it
 # torchvision's ImageNet ResNet-50 (what `torchvision://resnet50` names), fetched by the workflow's download

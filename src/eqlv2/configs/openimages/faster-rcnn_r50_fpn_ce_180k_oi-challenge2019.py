@@ -5,7 +5,7 @@
 # 120k and 160k.  Testing: score threshold 1e-4, NMS 0.5, 300 detections per image, scored by the
 # Challenge metric (`eqlv2 evaluate-openimages`) rather than in mmdet.
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['eqlv2'], allow_failed_imports=False)
+custom_imports = dict(imports=['eqlv2.plugin'], allow_failed_imports=False)
 
 num_classes = 500
 data_root = 'resources/openimages/'  # `eqlv2 train --data-root` replaces it

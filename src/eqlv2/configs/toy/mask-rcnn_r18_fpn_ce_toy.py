@@ -7,7 +7,7 @@ _base_ = [
     'mmdet::_base_/datasets/lvis_v1_instance.py',
     'mmdet::_base_/default_runtime.py',
 ]
-custom_imports = dict(imports=['eqlv2'], allow_failed_imports=False)
+custom_imports = dict(imports=['eqlv2.plugin'], allow_failed_imports=False)
 
 num_classes = 48  # eqlv2.datasets.toy.CATEGORY_NAMES
 image_size = 128
