@@ -511,8 +511,8 @@ def load_detections(
         short = gt.num_categories - int(np.sum(counts >= dets_per_class))
         if short:
             _log.warning(
-                "%s: %d of the %d categories have fewer than %d detections; their AP_fixed is underestimated "
-                "unless inference wrote every detection it had for them (no per-image cap)",
+                "%s: %d of the %d categories have fewer than %d detections; their AP (fixed or pooled) is "
+                "underestimated unless inference wrote every detection it had for them (no per-image cap)",
                 path, short, gt.num_categories, dets_per_class,
             )  # fmt: skip
     masked = np.flatnonzero((results.fields & SEGMENTATION) > 0)
