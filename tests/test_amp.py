@@ -280,5 +280,5 @@ def test_train_amp_in_the_workflow_config_adds_amp_to_every_training_job(tmp_pat
         result = subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         plans[amp] = re.findall(r"\nrule train:\n(?:    .*\n)*?Shell command: ([^\n]*)", result.stdout)
-    assert len(plans["true"]) == len(plans["false"]) == 11  # the paper's 8 rows and 3 beyond it
+    assert len(plans["true"]) == len(plans["false"]) == 12  # the paper's 8 rows and 4 beyond it
     assert all(" --amp" in c for c in plans["true"]) and not any(" --amp" in c for c in plans["false"])

@@ -73,7 +73,7 @@ def test_training_with_several_processes_runs_under_torchrun():
     # the job in seconds, with the doctor's one line in the job's log, before torchrun starts.
     for rule, verb in (("train", "train"), ("predict", "test")):
         commands = _shell_commands(plan, rule)
-        assert len(commands) == 11  # the paper's eight rows and three beyond it
+        assert len(commands) == 12  # the paper's eight rows and four beyond it
         prefix = f"{{ eqlv2 doctor --require-gpu && torchrun --standalone --nproc-per-node=8 -m eqlv2 {verb} "
         assert all(c.startswith(prefix) and c.endswith(f"/{rule}.log 2>&1") for c in commands), commands
 
